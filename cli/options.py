@@ -1,0 +1,220 @@
+"""Click options and parameter types shared by the ``turbsim`` and ``fbseg`` commands.
+
+Importing this module is cheap: turbsim (and with it numba) is imported only when a command
+actually builds parameters, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from turbsim.params import TurbulenceParams
+
+#: Name of the installed distribution (pyproject ``[project] name``).
+DISTRIBUTION = "turbsim-feedbackseg"
+
+#: Must equal ``turbsim.params.WAVES`` (checked in tests/test_cli.py); spelled out here so that
+#: importing the CLI does not import turbsim.
+WAVE_CHOICES = ("spherical", "plane")
+
+#: Reference camera and atmosphere of the original code (SPEC section 1).
+REFERENCE_CN2 = 1e-12
+REFERENCE_PATH_LENGTH_M = 2000.0
+REFERENCE_APERTURE_M = 0.3 / 5.6
+REFERENCE_WAVELENGTH_M = 550e-9
+REFERENCE_FOCAL_LENGTH_PX = 75000.0
+REFERENCE_HEIGHT_M = 4.0
+
+#: TurbulenceParams field -> (command-line flag, click parameter name).
+PHYSICS_FLAGS: dict[str, tuple[str, str]] = {
+    "cn2": ("--cn2", "cn2"),
+    "path_length_m": ("--path-length", "path_length"),
+    "aperture_m": ("--aperture", "aperture"),
+    "wavelength_m": ("--wavelength", "wavelength"),
+    "focal_length_px": ("--focal-length", "focal_length"),
+    "height_m": ("--path-height", "path_height"),
+    "wave": ("--wave", "wave"),
+}
+
+
+def package_version() -> str:
+    """Version of the installed distribution, or a marker when running from a bare checkout."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed; run pip install -e .)"
+
+
+class OneLineErrorGroup(click.Group):
+    """A click group whose usage errors print as one ``Error: ...`` line, without usage text.
+
+    Click normally prints the usage and a "Try --help" hint above a usage error; user mistakes
+    here are reported as a single line that names the flag, and exit with code 2 as before.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as error:
+            error.ctx = None
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            error.ctx = None
+            raise
+
+
+def physics_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the turbulence-model flags (SPEC section 1), defaulting to the reference values.
+
+    The decorated command receives ``cn2, path_length, aperture, wavelength, focal_length,
+    path_height, wave``; pass them to :func:`params_from_options`.
+    """
+    options = [
+        click.option(
+            "--cn2",
+            type=float,
+            default=REFERENCE_CN2,
+            show_default=True,
+            help="Refractive-index structure constant Cn2 [m^-2/3], typically 1e-15 .. 1e-11.",
+        ),
+        click.option(
+            "--path-length",
+            type=float,
+            default=REFERENCE_PATH_LENGTH_M,
+            show_default=True,
+            help="Camera-to-scene range L [m].",
+        ),
+        click.option(
+            "--aperture",
+            type=float,
+            default=REFERENCE_APERTURE_M,
+            show_default="0.3/5.6 = 0.05357",
+            help="Aperture diameter D [m] (focal length / f-number).",
+        ),
+        click.option(
+            "--wavelength",
+            type=float,
+            default=REFERENCE_WAVELENGTH_M,
+            show_default=True,
+            help="Wavelength lambda [m].",
+        ),
+        click.option(
+            "--focal-length",
+            type=float,
+            default=REFERENCE_FOCAL_LENGTH_PX,
+            show_default=True,
+            help="Focal length f in pixels (focal length / pixel pitch) [px].",
+        ),
+        click.option(
+            "--path-height",
+            type=float,
+            default=REFERENCE_HEIGHT_M,
+            show_default=True,
+            help="Height h of the path above ground [m]; outer scale L0 = 0.4 h.",
+        ),
+        click.option(
+            "--wave",
+            type=click.Choice(WAVE_CHOICES),
+            default="spherical",
+            show_default=True,
+            help="Wave model: spherical (point sources) or plane.",
+        ),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return command(*args, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def params_from_options(
+    *,
+    cn2: float,
+    path_length: float,
+    aperture: float,
+    wavelength: float,
+    focal_length: float,
+    path_height: float,
+    wave: str,
+) -> TurbulenceParams:
+    """Build :class:`turbsim.TurbulenceParams` from the physics flags.
+
+    Raises:
+        click.BadParameter: naming the offending flag, when the parameters are invalid.
+    """
+    from turbsim.params import TurbulenceParams
+
+    try:
+        return TurbulenceParams(
+            cn2=cn2,
+            path_length_m=path_length,
+            aperture_m=aperture,
+            wavelength_m=wavelength,
+            focal_length_px=focal_length,
+            height_m=path_height,
+            wave=wave,
+        )
+    except ValueError as error:
+        message = str(error)
+        match = re.match(r"\w+", message)
+        flag = PHYSICS_FLAGS.get(match.group(0) if match else "", (None, None))[0]
+        raise click.BadParameter(message, param_hint=f"'{flag}'" if flag else None) from None
+
+
+class ImageSize(click.ParamType):
+    """An image size written ``HxW`` (rows x columns, e.g. ``512x1024``), converted to (H, W)."""
+
+    name = "HxW"
+    _PATTERN = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        match = self._PATTERN.fullmatch(str(value))
+        if match is None:
+            self.fail(f"expected HxW (rows x columns), e.g. 512x1024, got {value!r}", param, ctx)
+        height, width = int(match.group(1)), int(match.group(2))
+        if height < 1 or width < 1:
+            self.fail(f"height and width must be >= 1, got {value!r}", param, ctx)
+        return height, width
+
+
+IMAGE_SIZE = ImageSize()
+
+
+def not_implemented_command(group: click.Group, name: str, summary: str) -> click.Command:
+    """Register a placeholder command that says it is not implemented yet and exits with 2.
+
+    It accepts any arguments so that scripts written against the future interface fail the same
+    way, and its help says plainly that it does nothing yet.
+    """
+
+    @group.command(
+        name,
+        help=f"{summary}\n\nNot implemented yet (see the issue tracker).",
+        short_help=f"[not implemented yet] {summary}",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=True,
+    )
+    @click.pass_context
+    def _placeholder(ctx: click.Context) -> None:
+        click.echo(f"{group.name} {name}: not implemented yet (see the issue tracker)", err=True)
+        ctx.exit(2)
+
+    return _placeholder

@@ -1,0 +1,266 @@
+"""The turbsim and fbseg commands (click CliRunner) and the field pictures of turbsim.viz."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+import turbsim
+from cli import options
+from cli.fbseg_cmd import main as fbseg
+from cli.turbsim_cmd import main as turbsim_cli
+from turbsim.viz import field_to_rgb
+
+TURBSIM_NOT_IMPLEMENTED = [
+    "generate",
+    "sample-cityscapes",
+    "verify",
+    "info",
+    "preview",
+    "plot-stats",
+]
+FBSEG_NOT_IMPLEMENTED = ["train", "eval", "predict", "import-checkpoint", "compare"]
+REFERENCE = turbsim.TurbulenceParams(cn2=1e-12, path_length_m=2000.0, aperture_m=0.3 / 5.6)
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def run(command, *args: str) -> Result:
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+def error_lines(result: Result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------ turbsim
+def test_help_lists_every_command() -> None:
+    result = run(turbsim_cli, "--help")
+    assert result.exit_code == 0
+    for command in ["params", "field", *TURBSIM_NOT_IMPLEMENTED]:
+        assert re.search(rf"^\s+{re.escape(command)}\s", result.output, re.MULTILINE), command
+    # Placeholders say so in the listing rather than pretending to work.
+    assert result.output.count("[not implemented yet]") == len(TURBSIM_NOT_IMPLEMENTED)
+
+
+def test_version() -> None:
+    result = run(turbsim_cli, "--version")
+    assert result.exit_code == 0
+    assert result.output.startswith("turbsim, version ")
+
+
+def test_wave_choices_match_the_library() -> None:
+    assert options.WAVE_CHOICES == turbsim.params.WAVES
+
+
+def test_params_table_shows_reference_sigma_r() -> None:
+    result = run(turbsim_cli, "params")
+    assert result.exit_code == 0, result.output
+    match = re.search(r"^\s*sigma_r_px\s+([0-9.eE+-]+)\s+px\b", result.output, re.MULTILINE)
+    assert match is not None, result.output
+    assert float(match.group(1)) == pytest.approx(5.597, abs=1e-3)
+    for name in ["f_theta_d_px", "rho", "q", "r0_m", "d_over_r0", "variance_coefficient"]:
+        assert re.search(rf"^\s*{name}\s", result.output, re.MULTILINE), name
+
+
+def test_params_json_matches_summary() -> None:
+    result = run(turbsim_cli, "params", "--json", "--cn2", "3e-13")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    expected = REFERENCE.with_cn2(3e-13).summary()
+    assert summary.keys() == expected.keys()
+    assert summary["sigma_r_px"] == pytest.approx(3.066, abs=1e-3)
+    assert summary["rho"] == pytest.approx(expected["rho"], rel=1e-12)
+
+
+def test_physics_flags_reach_the_parameters() -> None:
+    result = run(
+        turbsim_cli,
+        "params",
+        "--json",
+        "--path-length",
+        "5000",
+        "--cn2",
+        "7e-13",
+        "--aperture",
+        "0.1",
+        "--wavelength",
+        "6e-7",
+        "--focal-length",
+        "2262",
+        "--path-height",
+        "10",
+        "--wave",
+        "plane",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    expected = turbsim.TurbulenceParams(
+        cn2=7e-13,
+        path_length_m=5000.0,
+        aperture_m=0.1,
+        wavelength_m=6e-7,
+        focal_length_px=2262.0,
+        height_m=10.0,
+        wave="plane",
+    ).summary()
+    assert summary == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--cn2", "-1"),
+        ("--path-length", "0"),
+        ("--aperture", "-0.1"),
+        ("--wavelength", "nan"),
+        ("--focal-length", "inf"),
+        ("--path-height", "0"),
+    ],
+)
+def test_bad_physics_value_is_one_line_naming_the_flag(flag: str, value: str) -> None:
+    result = run(turbsim_cli, "params", flag, value)
+    assert result.exit_code != 0
+    lines = error_lines(result)
+    assert len(lines) == 1, result.output
+    assert flag in lines[0]
+    assert lines[0].startswith("Error:")
+    assert "Traceback" not in result.output
+
+
+def test_field_writes_the_library_field(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "f.npy"
+    result = run(turbsim_cli, "field", "--size", "32x48", "--seed", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    saved = np.load(out)
+    assert saved.dtype == np.float32
+    assert saved.shape == (2, 32, 48)
+    expected = turbsim.sample_tilt_field(REFERENCE, (32, 48), np.random.default_rng(1))
+    np.testing.assert_array_equal(saved, expected)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["f.npy"]  # no temporary left
+
+
+def test_field_per_field_normalisation_and_physics(tmp_path: Path) -> None:
+    out = tmp_path / "f.npy"
+    args = ["--size", "16x24", "--seed", "3", "--normalize", "per-field", "--cn2", "1e-13"]
+    result = run(turbsim_cli, "field", *args, "--out", out)
+    assert result.exit_code == 0, result.output
+    rng = np.random.default_rng(3)
+    expected = turbsim.sample_tilt_field(
+        REFERENCE.with_cn2(1e-13), (16, 24), rng, normalize="per-field"
+    )
+    np.testing.assert_array_equal(np.load(out), expected)
+
+
+def test_field_unwritable_out_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a_file").touch()
+    result = run(turbsim_cli, "field", "--size", "8x8", "--out", tmp_path / "a_file" / "f.npy")
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot write"), result.output
+
+
+@pytest.mark.parametrize("size", ["32by48", "32x", "x48", "0x48", "32x-4", "3.5x4", ""])
+def test_field_refuses_bad_size(tmp_path: Path, size: str) -> None:
+    out = tmp_path / "f.npy"
+    result = run(turbsim_cli, "field", "--size", size, "--out", out)
+    assert result.exit_code == 2
+    lines = error_lines(result)
+    assert len(lines) == 1 and "--size" in lines[0], result.output
+    assert not out.exists()
+
+
+def test_size_type_parses_rows_by_columns() -> None:
+    assert options.IMAGE_SIZE.convert("512x1024", None, None) == (512, 1024)
+    assert options.IMAGE_SIZE.convert(" 7 X 9 ", None, None) == (7, 9)
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib (the viz extra) is not installed")
+def test_field_png(tmp_path: Path) -> None:
+    import cv2
+
+    png = tmp_path / "pics" / "f.png"
+    result = run(turbsim_cli, "field", "--size", "32x48", "--out", tmp_path / "f.npy", "--png", png)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape == (32, 48, 3)
+    assert sorted(p.name for p in png.parent.iterdir()) == ["f.png"]
+
+
+def test_field_png_without_matplotlib_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    out = tmp_path / "f.npy"
+    result = run(turbsim_cli, "field", "--size", "8x8", "--out", out, "--png", tmp_path / "f.png")
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert len(lines) == 1, result.output
+    assert "pip install 'turbsim-feedbackseg[viz]'" in lines[0]
+    assert not out.exists()  # refused before doing any work
+
+
+@pytest.mark.parametrize("command", TURBSIM_NOT_IMPLEMENTED)
+def test_turbsim_placeholders_exit_2(command: str) -> None:
+    result = run(turbsim_cli, command, "--some-future-flag", "x")
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip() == f"turbsim {command}: not implemented yet (see the issue tracker)"
+    )
+    assert result.stdout == ""
+
+
+# -------------------------------------------------------------------------------- fbseg
+def test_fbseg_help_and_version() -> None:
+    result = run(fbseg, "--help")
+    assert result.exit_code == 0
+    for command in FBSEG_NOT_IMPLEMENTED:
+        assert re.search(rf"^\s+{re.escape(command)}\s", result.output, re.MULTILINE), command
+    assert run(fbseg, "--version").output.startswith("fbseg, version ")
+
+
+@pytest.mark.parametrize("command", FBSEG_NOT_IMPLEMENTED)
+def test_fbseg_placeholders_exit_2(command: str) -> None:
+    result = run(fbseg, command)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"fbseg {command}: not implemented yet (see the issue tracker)"
+
+
+# ---------------------------------------------------------------------------- turbsim.viz
+def _constant_field(row: float, col: float, shape: tuple[int, int] = (4, 5)) -> np.ndarray:
+    field = np.empty((2, *shape), dtype=np.float32)
+    field[0], field[1] = row, col
+    return field
+
+
+def test_field_to_rgb_shape_and_zero_field_is_black() -> None:
+    rgb = field_to_rgb(np.zeros((2, 6, 7), dtype=np.float32))
+    assert rgb.dtype == np.uint8 and rgb.shape == (6, 7, 3)
+    assert not rgb.any()
+
+
+def test_field_to_rgb_direction_is_hue_and_magnitude_is_value() -> None:
+    right = field_to_rgb(_constant_field(0.0, 2.0))
+    left = field_to_rgb(_constant_field(0.0, -2.0))
+    down = field_to_rgb(_constant_field(2.0, 0.0))
+    assert not np.array_equal(right[0, 0], left[0, 0])
+    assert not np.array_equal(right[0, 0], down[0, 0])
+    np.testing.assert_array_equal(right[0, 0], [255, 0, 0])  # +column: red
+    np.testing.assert_array_equal(left[0, 0], [0, 255, 255])  # -column: cyan
+    assert right.max() == 255  # max_px=None: the largest vector is at full brightness
+    half = field_to_rgb(_constant_field(0.0, 2.0), max_px=4.0)
+    np.testing.assert_array_equal(half[0, 0], [128, 0, 0])
+    saturated = field_to_rgb(_constant_field(0.0, 9.0), max_px=4.0)
+    np.testing.assert_array_equal(saturated[0, 0], [255, 0, 0])
+
+
+def test_field_to_rgb_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        field_to_rgb(np.zeros((3, 4, 4), dtype=np.float32))

@@ -1,0 +1,224 @@
+"""The import rules of the layout (STYLE.md), checked statically with ``ast`` and dynamically.
+
+- turbsim never imports torch, click, feedbackseg or cli (not even lazily inside a function);
+  h5py only in turbsim/shards.py, numba only in turbsim/warp.py, matplotlib only in
+  turbsim/viz.py and only inside functions (it is an optional dependency).
+- feedbackseg imports turbsim only through ``turbsim.shards``, and never imports cli.
+- cli may import anything, but its command modules must not import torch at import time.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("turbsim", "feedbackseg", "cli")
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement's target module (dotted, absolute) and where it was found."""
+
+    module: str
+    line: int
+    top_level: bool  # at module level (runs on import) rather than inside a function
+    from_base: bool = False  # the `a` of `from a import b, c` (b, c are listed as a.b, a.c)
+
+
+def _package_of(path: str) -> str:
+    """Dotted package that relative imports in the file at ``path`` (repo-relative) resolve to."""
+    parts = Path(path).with_suffix("").parts
+    return ".".join(parts[:-1])
+
+
+def _resolve(module: str | None, level: int, package: str) -> str:
+    if level == 0:
+        return module or ""
+    base = package.split(".") if package else []
+    if level > 1:
+        base = base[: len(base) - (level - 1)]
+    return ".".join([*base, module] if module else base)
+
+
+def imports_of(source: str, path: str) -> list[Import]:
+    """All modules a source file imports, absolute and dotted.
+
+    ``from a import b`` counts as importing ``a.b`` (b may be a submodule); relative imports are
+    resolved against the file's package; ``importlib.import_module("x")`` and ``__import__("x")``
+    with a literal string count too.
+    """
+    tree = ast.parse(source, filename=path)
+    package = _package_of(path)
+    found: list[Import] = []
+
+    def visit(node: ast.AST, top_level: bool) -> None:
+        if isinstance(node, ast.Import):
+            found.extend(Import(alias.name, node.lineno, top_level) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(node.module, node.level, package)
+            star = any(alias.name == "*" for alias in node.names)
+            found.append(Import(base, node.lineno, top_level, from_base=not star))
+            found.extend(
+                Import(f"{base}.{alias.name}", node.lineno, top_level)
+                for alias in node.names
+                if alias.name != "*"
+            )
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and (
+                (isinstance(node.func, ast.Name) and node.func.id == "__import__")
+                or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+            )
+        ):
+            found.append(Import(node.args[0].value, node.lineno, top_level))
+        inner = top_level and not isinstance(
+            node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+        )
+        for child in ast.iter_child_nodes(node):
+            visit(child, inner)
+
+    visit(tree, True)
+    # `if TYPE_CHECKING:` imports never run; they are still listed, which is the strict side.
+    return found
+
+
+def _is(module: str, root: str) -> bool:
+    return module == root or module.startswith(root + ".")
+
+
+def violations(source: str, path: str) -> list[str]:
+    """Import-rule violations of one file; ``path`` is repo-relative with forward slashes."""
+    path = Path(path).as_posix()
+    top = path.split("/")[0]
+    problems: list[str] = []
+
+    def flag(imp: Import, why: str) -> None:
+        problems.append(f"{path}:{imp.line}: imports {imp.module}: {why}")
+
+    for imp in imports_of(source, path):
+        module = imp.module
+        if top == "turbsim":
+            for banned in ("torch", "click", "feedbackseg", "cli"):
+                if _is(module, banned):
+                    flag(imp, f"turbsim must never import {banned}")
+            if _is(module, "h5py") and path != "turbsim/shards.py":
+                flag(imp, "h5py only in turbsim/shards.py")
+            if _is(module, "numba") and path != "turbsim/warp.py":
+                flag(imp, "numba only in turbsim/warp.py")
+            if _is(module, "matplotlib"):
+                if path != "turbsim/viz.py":
+                    flag(imp, "matplotlib only in turbsim/viz.py")
+                elif imp.top_level:
+                    flag(imp, "matplotlib is optional: import it inside functions")
+        elif top == "feedbackseg":
+            # `from turbsim import shards` lists "turbsim" (from_base) and "turbsim.shards".
+            via_shards = _is(module, "turbsim.shards") or (module == "turbsim" and imp.from_base)
+            if _is(module, "turbsim") and not via_shards:
+                flag(imp, "feedbackseg touches turbsim only via turbsim.shards")
+            if _is(module, "cli"):
+                flag(imp, "feedbackseg must not import the CLI")
+    return problems
+
+
+def _python_files() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py"))
+
+
+# ------------------------------------------------------------------------------ self-tests
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [
+        ("turbsim/field.py", "import torch\n"),
+        ("turbsim/field.py", "import torch.nn as nn\n"),
+        ("turbsim/field.py", "def f():\n    import click\n"),
+        ("turbsim/field.py", "from feedbackseg.models import erfnet\n"),
+        ("turbsim/field.py", "from cli import options\n"),
+        ("turbsim/sub/x.py", "from ...cli import options\n"),
+        ("turbsim/field.py", "import importlib\nimportlib.import_module('torch')\n"),
+        ("turbsim/field.py", "__import__('click')\n"),
+        ("turbsim/field.py", "import h5py\n"),
+        ("turbsim/field.py", "from numba import njit\n"),
+        ("turbsim/field.py", "import matplotlib.pyplot as plt\n"),
+        ("turbsim/viz.py", "import matplotlib\n"),
+        ("feedbackseg/data.py", "import turbsim\n"),
+        ("feedbackseg/data.py", "from turbsim import sample_tilt_field\n"),
+        ("feedbackseg/data.py", "from turbsim import *\n"),
+        ("feedbackseg/data.py", "from turbsim import shards, field\n"),
+        ("feedbackseg/data.py", "from turbsim.field import sample_tilt_field\n"),
+        ("feedbackseg/data.py", "from cli.options import IMAGE_SIZE\n"),
+    ],
+)
+def test_checker_flags_bad_source(path: str, source: str) -> None:
+    assert violations(source, path), f"not flagged: {path}: {source!r}"
+
+
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [
+        ("turbsim/field.py", "import numpy as np\nimport scipy.fft\nfrom tqdm import tqdm\n"),
+        ("turbsim/field.py", "from turbsim.params import TurbulenceParams\nfrom . import theory\n"),
+        ("turbsim/shards.py", "import h5py\n"),
+        ("turbsim/warp.py", "import numba\nfrom numba import njit, prange\n"),
+        ("turbsim/viz.py", "def save():\n    import matplotlib\n"),
+        ("feedbackseg/data.py", "import torch\nfrom turbsim.shards import ShardReader\n"),
+        ("feedbackseg/data.py", "from turbsim import shards\nimport turbsim.shards as s\n"),
+        ("cli/turbsim_cmd.py", "import turbsim\nimport click\nimport torch\n"),
+    ],
+)
+def test_checker_accepts_good_source(path: str, source: str) -> None:
+    assert violations(source, path) == []
+
+
+def test_relative_imports_are_resolved() -> None:
+    modules = {i.module for i in imports_of("from ..shards import read\n", "feedbackseg/a/b.py")}
+    assert "feedbackseg.shards.read" in modules
+    modules = {i.module for i in imports_of("from . import theory\n", "turbsim/__init__.py")}
+    assert "turbsim.theory" in modules
+
+
+# --------------------------------------------------------------------------- the real tree
+def test_tree_is_scanned() -> None:
+    files = {p.relative_to(REPO).as_posix() for p in _python_files()}
+    assert {"turbsim/params.py", "cli/options.py", "feedbackseg/__init__.py"} <= files
+
+
+def test_repository_follows_import_rules() -> None:
+    problems = []
+    for path in _python_files():
+        source = path.read_text(encoding="utf-8")
+        problems += violations(source, path.relative_to(REPO).as_posix())
+    assert problems == []
+
+
+def _fresh_interpreter_modules(statement: str) -> set[str]:
+    code = f"{statement}\nimport sys\nprint('\\n'.join(sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def _roots(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def test_importing_turbsim_loads_no_torch_click_or_other_packages() -> None:
+    roots = _roots(_fresh_interpreter_modules("import turbsim"))
+    assert "turbsim" in roots
+    assert roots.isdisjoint({"torch", "click", "feedbackseg", "cli", "matplotlib"})
+
+
+@pytest.mark.parametrize("module", ["cli.turbsim_cmd", "cli.fbseg_cmd", "feedbackseg"])
+def test_command_modules_do_not_import_torch(module: str) -> None:
+    roots = _roots(_fresh_interpreter_modules(f"import {module}"))
+    assert "torch" not in roots
