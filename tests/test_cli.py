@@ -18,15 +18,8 @@ from cli.fbseg_cmd import main as fbseg
 from cli.turbsim_cmd import main as turbsim_cli
 from turbsim.viz import field_to_rgb
 
-TURBSIM_NOT_IMPLEMENTED = [
-    "generate",
-    "sample-cityscapes",
-    "verify",
-    "info",
-    "preview",
-    "plot-stats",
-]
-FBSEG_NOT_IMPLEMENTED = ["train", "eval", "predict", "import-checkpoint", "compare"]
+TURBSIM_NOT_IMPLEMENTED = ["plot-stats"]
+FBSEG_NOT_IMPLEMENTED = ["train", "eval", "predict", "compare"]
 REFERENCE = turbsim.TurbulenceParams(cn2=1e-12, path_length_m=2000.0, aperture_m=0.3 / 5.6)
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 

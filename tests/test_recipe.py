@@ -1,0 +1,125 @@
+"""Recipes: resolution order, validation, shipped recipes, hashing, TOML round trip."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+
+import numpy as np
+import pytest
+
+from turbsim.recipe import (
+    DEFAULT_RECIPE,
+    Range,
+    RecipeError,
+    builtin_recipes,
+    recipe_to_toml,
+    resolve_recipe,
+)
+
+
+def test_defaults_are_the_reference_camera() -> None:
+    r = resolve_recipe()
+    p = r.sample_params(np.random.default_rng(0))
+    assert p.sigma_r_px == pytest.approx(5.597, abs=5e-4)
+    assert r.size is None and r.splits == ["train", "val"] and r.store_flow is None
+    assert r.is_fixed_physics()
+
+
+@pytest.mark.parametrize(("name", "sigma"), [("weak", 1.77), ("moderate", 3.07), ("strong", 5.60)])
+def test_named_strengths_state_their_sigma(name: str, sigma: float) -> None:
+    r = resolve_recipe(name)
+    assert r.sample_params(np.random.default_rng(0)).sigma_r_px == pytest.approx(sigma, abs=0.005)
+    assert f"{sigma:.2f} px" in r.data["description"]
+
+
+def test_bmvc2020_recipe() -> None:
+    assert {"bmvc2020", "weak", "moderate", "strong"} <= set(builtin_recipes())
+    r = resolve_recipe("bmvc2020")
+    assert r.normalize == "per-field" and r.data["physics"]["cn2"] == 1e-12
+    assert r.data["physics"]["path_length_m"] == 2000.0
+
+
+def test_flags_override_recipe_which_overrides_defaults(tmp_path) -> None:
+    f = tmp_path / "r.toml"
+    f.write_text('seed = 7\nshard_size = 5\n[physics]\ncn2 = 2e-13\npath_length_m = 3000\n')
+    r = resolve_recipe(f, {"seed": 9, "cn2": None, "path_length_m": "2000:4000"})
+    assert r.seed == 9  # flag wins
+    assert r.shard_size == 5  # recipe file wins over defaults
+    assert r.data["physics"]["cn2"] == 2e-13  # a flag left unset (None) does not override
+    assert r.data["physics"]["path_length_m"] == [2000.0, 4000.0]
+    assert r.compression == DEFAULT_RECIPE["compression"]
+
+
+def test_ranges_are_sampled_reproducibly_and_cn2_log_uniformly() -> None:
+    r = resolve_recipe(None, {"cn2": "1e-14:1e-12", "path_length_m": "2000:10000"})
+    phys = r.physics
+    assert phys["cn2"] == Range(1e-14, 1e-12, log=True)
+    assert phys["path_length_m"] == Range(2000.0, 10000.0, log=False)
+    rng = np.random.default_rng(3)
+    draws = [r.sample_params(rng) for _ in range(4000)]
+    logs = np.log10([p.cn2 for p in draws])
+    lengths = np.array([p.path_length_m for p in draws])
+    assert logs.min() >= -14 and logs.max() <= -12 and lengths.min() >= 2000
+    # log-uniform: log10(cn2) uniform on [-14, -12]: mean -13, var 1/3; stderr from n = 4000
+    n = len(draws)
+    assert abs(logs.mean() + 13) < 4 * math.sqrt(1 / 3 / n)
+    assert abs(lengths.mean() - 6000) < 4 * 8000 / math.sqrt(12 * n)
+    again = [resolve_recipe(None, {"cn2": "1e-14:1e-12"}).sample_params(np.random.default_rng(3))]
+    assert again[0].cn2 == draws[0].cn2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"cn2": -1e-12}, "cn2"),
+        ({"cn2": 0}, "cn2"),
+        ({"path_length_m": "10:5"}, "LO <= HI"),
+        ({"aperture_m": "a:b"}, "aperture_m"),
+        ({"wavelength_m": "nan"}, "wavelength_m"),
+        ({"size": "12x40"}, "size"),
+        ({"size": "big"}, "size"),
+        ({"shard_size": 0}, "shard_size"),
+        ({"variants": -2}, "variants"),
+        ({"compression": "zstd"}, "compression"),
+        ({"store_flow": "float32"}, "store_flow"),
+        ({"border": "wrap"}, "border"),
+        ({"splits": "train,train"}, "splits"),
+        ({"splits": "../x"}, "splits"),
+        ({"seed": -1}, "seed"),
+        ({"wave": "cylinder"}, "wave"),
+    ],
+)
+def test_unphysical_or_bad_values_are_refused(overrides: dict, needle: str) -> None:
+    with pytest.raises(RecipeError, match=needle) as info:
+        resolve_recipe(None, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_recipe_files_name_the_file(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("seed = [\n")
+    with pytest.raises(RecipeError, match="bad.toml"):
+        resolve_recipe(bad)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("sead = 3\n")
+    with pytest.raises(RecipeError, match="unknown.toml.*sead"):
+        resolve_recipe(unknown)
+    with pytest.raises(RecipeError, match="nope.*not found"):
+        resolve_recipe("nope")
+    phys = tmp_path / "phys.toml"
+    phys.write_text("[physics]\ncn2 = -3\n")
+    with pytest.raises(RecipeError, match="phys.toml.*cn2"):
+        resolve_recipe(phys)
+
+
+def test_hash_and_toml_round_trip(tmp_path) -> None:
+    r = resolve_recipe("bmvc2020", {"size": "256x512", "cn2": "3e-13:1e-12"})
+    text = recipe_to_toml(r)
+    tomllib.loads(text)  # valid TOML
+    f = tmp_path / "saved.toml"
+    f.write_text(text)
+    again = resolve_recipe(f)
+    assert again.data == r.data and again.digest() == r.digest()
+    assert resolve_recipe("bmvc2020").digest() != r.digest()
+    assert len(r.digest()) == 64

@@ -1,0 +1,130 @@
+"""Preview sheets of generated shards: clean | distorted | displacement field | labels.
+
+The field panel shows the stored flow when the dataset has one; otherwise the exact field is
+recomputed from the manifest's recipe and the sample's seed (see
+:func:`turbsim.generate.sample_field`), so every dataset can be previewed. Drawing uses OpenCV
+only (no matplotlib).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from turbsim import shards
+from turbsim.cityscapes import colorize_train_ids
+from turbsim.recipe import Recipe
+from turbsim.viz import field_to_rgb
+
+_TITLE_H = 22
+
+
+def _titled(panel: np.ndarray, title: str) -> np.ndarray:
+    bar = np.full((_TITLE_H, panel.shape[1], 3), 255, np.uint8)
+    cv2.putText(
+        bar, title, (4, _TITLE_H - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+    )
+    return np.vstack([bar, panel])
+
+
+def draw_arrows(panel: np.ndarray, field: np.ndarray, step: int | None = None) -> np.ndarray:
+    """Overlay white arrows along F (2, H, W) [px] on an RGB panel, one every ``step`` px.
+
+    Arrows are drawn at true length (x1 if |F| is large enough to see, else scaled up so the
+    longest arrow is step/2 px); the scale used is returned in the title by the caller.
+    """
+    h, w = field.shape[1:]
+    step = step or max(8, min(h, w) // 12)
+    out = panel.copy()
+    mag = float(np.hypot(field[0], field[1]).max()) or 1.0
+    scale = max(1.0, 0.5 * step / mag)
+    for r in range(step // 2, h, step):
+        for c in range(step // 2, w, step):
+            dr, dc = field[0, r, c] * scale, field[1, r, c] * scale
+            cv2.arrowedLine(
+                out,
+                (c, r),
+                (int(round(c + dc)), int(round(r + dr))),
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
+                tipLength=0.3,
+            )
+    return out
+
+
+def sample_sheet(item: dict, field: np.ndarray, title: str = "") -> np.ndarray:
+    """One row: clean | distorted | field (colour wheel + arrows) | label colours, RGB uint8."""
+    mag = float(np.hypot(field[0], field[1]).max())
+    flow_panel = draw_arrows(field_to_rgb(field), field)
+    panels = [
+        _titled(item["clean"], f"clean {title}".strip()),
+        _titled(item["distorted"], "distorted"),
+        _titled(flow_panel, f"field, max {mag:.1f} px"),
+        _titled(colorize_train_ids(item["label"]), "labels (clean frame)"),
+    ]
+    sep = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+    row = panels[0]
+    for p in panels[1:]:
+        row = np.hstack([row, sep, p])
+    return row
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write PNG")
+    os.replace(tmp, path)
+
+
+def preview(root: Path, out_dir: Path, split: str | None = None, count: int = 4) -> list[Path]:
+    """Write one PNG sheet per sample (the first ``count`` of ``split``) and an overview sheet.
+
+    Returns the written paths (overview last).
+    """
+    from turbsim.generate import resize_field, sample_field
+
+    root, out_dir = Path(root), Path(out_dir)
+    manifest = shards.read_manifest(root)
+    recipe = Recipe(manifest["recipe"])
+    splits = [split] if split else list(manifest["recipe"]["splits"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    rows: list[np.ndarray] = []
+    for sp in splits:
+        infos = [s for s in manifest["shards"] if s["split"] == sp]
+        if split and not infos:
+            raise shards.ShardError(f"{root}: no shards for split {sp!r}")
+        native = tuple(manifest.get("native_sizes", {}).get(sp, ()))
+        for info in infos:
+            with shards.ShardReader(root / info["file"]) as reader:
+                for i in range(len(reader)):
+                    if len(rows) >= count:
+                        break
+                    item = reader[i]
+                    field = item.get("flow")
+                    if field is None:
+                        shape = native or item["clean"].shape[:2]
+                        field, _ = sample_field(
+                            recipe, sp, item["name"], int(item["variant"]), shape
+                        )
+                        field = resize_field(field, item["clean"].shape[:2])
+                    sheet = sample_sheet(item, field, f"{sp}/{item['name']}")
+                    path = out_dir / f"{sp}_{item['name']}_v{int(item['variant'])}.png"
+                    _write_png(path, sheet)
+                    written.append(path)
+                    rows.append(sheet)
+            if len(rows) >= count:
+                break
+    if rows:
+        width = max(r.shape[1] for r in rows)
+        padded = [
+            np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows
+        ]
+        overview = out_dir / "overview.png"
+        _write_png(overview, np.vstack(padded))
+        written.append(overview)
+    return written

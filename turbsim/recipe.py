@@ -1,0 +1,363 @@
+"""Dataset recipes: what `turbsim generate` makes, resolved from defaults, a TOML file and flags.
+
+A recipe fixes everything that determines the bytes of a generated dataset: the physics (each
+parameter fixed or a range sampled per image), the splits, the stored size, the number of
+distorted variants per source image, the shard size, the compression, the flow storage and the
+root seed. Resolution order: :data:`DEFAULT_RECIPE` <- recipe file <- command-line overrides.
+The resolved recipe is saved in the manifest together with its hash.
+
+Ranges: a physics value may be ``"LO:HI"`` (or a two-element list). ``cn2`` ranges are sampled
+log-uniformly (Cn2 spans decades), every other range uniformly.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turbsim.params import WAVES, TurbulenceParams
+
+#: TurbulenceParams fields that a recipe can fix or sample.
+PHYSICS_KEYS: tuple[str, ...] = (
+    "cn2",
+    "path_length_m",
+    "aperture_m",
+    "wavelength_m",
+    "focal_length_px",
+    "height_m",
+)
+#: Ranges of these keys are sampled log-uniformly; others uniformly.
+LOG_UNIFORM_KEYS = frozenset({"cn2"})
+
+COMPRESSIONS = ("gzip", "lzf", "none")
+FLOW_STORAGE = ("none", "int16", "float16")
+BORDERS = ("clamp", "reflect", "zero")
+NORMALIZE = ("ensemble", "per-field")
+KNOWN_SPLITS = ("train", "val", "test")
+
+#: The documented default recipe (the reference camera of the original code: sigma_r 5.6 px).
+DEFAULT_RECIPE: dict[str, Any] = {
+    "name": "default",
+    "description": "Reference camera of the Technion code (300 mm f/5.6, 4 um pixels), L = 2 km, "
+    "h = 4 m, Cn2 = 1e-12: sigma_r = 5.6 px at native Cityscapes size.",
+    "seed": 0,
+    "splits": ["train", "val"],
+    "size": "native",
+    "shard_size": 32,
+    "variants": 1,
+    "compression": "gzip",
+    "store_flow": "none",
+    "border": "clamp",
+    "normalize": "ensemble",
+    "physics": {
+        "cn2": 1e-12,
+        "path_length_m": 2000.0,
+        "aperture_m": 0.3 / 5.6,
+        "wavelength_m": 550e-9,
+        "focal_length_px": 75000.0,
+        "height_m": 4.0,
+        "wave": "spherical",
+    },
+}
+
+_TOP_KEYS = set(DEFAULT_RECIPE)
+_PHYSICS_ALL = set(PHYSICS_KEYS) | {"wave"}
+
+
+class RecipeError(ValueError):
+    """A recipe file or override is invalid; the message is one line naming the source."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A physics value sampled per image: uniform on [lo, hi], or log-uniform for Cn2."""
+
+    lo: float
+    hi: float
+    log: bool
+
+    def sample(self, rng: np.random.Generator) -> float:
+        """One draw [unit of the parameter] from ``rng``."""
+        if self.lo == self.hi:
+            return self.lo
+        if self.log:
+            return float(math.exp(rng.uniform(math.log(self.lo), math.log(self.hi))))
+        return float(rng.uniform(self.lo, self.hi))
+
+
+def _parse_physics_value(key: str, value: Any, source: str) -> float | Range:
+    if isinstance(value, str) and ":" in value:
+        parts = value.split(":")
+        if len(parts) != 2:
+            raise RecipeError(f"{source}: {key} range must be LO:HI, got {value!r}")
+        value = parts
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise RecipeError(f"{source}: {key} range must have two values, got {value!r}")
+        try:
+            lo, hi = float(value[0]), float(value[1])
+        except (TypeError, ValueError):
+            raise RecipeError(
+                f"{source}: {key} range values must be numbers, got {value!r}"
+            ) from None
+        for v in (lo, hi):
+            if not (math.isfinite(v) and v > 0):
+                raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}")
+        if hi < lo:
+            raise RecipeError(f"{source}: {key} range must have LO <= HI, got {value!r}")
+        return Range(lo, hi, key in LOG_UNIFORM_KEYS)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise RecipeError(f"{source}: {key} must be a number or LO:HI, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}")
+    return v
+
+
+def parse_size(value: Any, source: str = "size") -> tuple[int, int] | None:
+    """ "native" -> None; "HxW" -> (H, W) [px], each >= 16."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "native"):
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        value = f"{value[0]}x{value[1]}"
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(value))
+    if not m:
+        raise RecipeError(f"{source}: size must be 'native' or HxW (e.g. 512x1024), got {value!r}")
+    h, w = int(m.group(1)), int(m.group(2))
+    if h < 16 or w < 16:
+        raise RecipeError(f"{source}: size must be at least 16x16, got {value!r}")
+    return h, w
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A resolved, validated recipe. ``data`` is the canonical JSON-able dict."""
+
+    data: dict[str, Any]
+
+    @property
+    def seed(self) -> int:
+        return int(self.data["seed"])
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.data["splits"])
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        return parse_size(self.data["size"])
+
+    @property
+    def shard_size(self) -> int:
+        return int(self.data["shard_size"])
+
+    @property
+    def variants(self) -> int:
+        return int(self.data["variants"])
+
+    @property
+    def compression(self) -> str:
+        return str(self.data["compression"])
+
+    @property
+    def store_flow(self) -> str | None:
+        v = str(self.data["store_flow"])
+        return None if v == "none" else v
+
+    @property
+    def border(self) -> str:
+        return str(self.data["border"])
+
+    @property
+    def normalize(self) -> str:
+        return str(self.data["normalize"])
+
+    @property
+    def physics(self) -> dict[str, float | Range | str]:
+        out: dict[str, float | Range | str] = {}
+        for key in PHYSICS_KEYS:
+            out[key] = _parse_physics_value(key, self.data["physics"][key], "recipe")
+        out["wave"] = str(self.data["physics"]["wave"])
+        return out
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the recipe (names and descriptions included)."""
+        blob = json.dumps(self.data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def sample_params(self, rng: np.random.Generator) -> TurbulenceParams:
+        """Draw one image's physical parameters (fixed values stay fixed; ranges are sampled in
+        the fixed order of :data:`PHYSICS_KEYS`, so the draw is reproducible)."""
+        kwargs: dict[str, Any] = {}
+        for key, value in self.physics.items():
+            kwargs[key] = value.sample(rng) if isinstance(value, Range) else value
+        return TurbulenceParams(**kwargs)
+
+    def is_fixed_physics(self) -> bool:
+        return not any(isinstance(v, Range) for v in self.physics.values())
+
+
+def builtin_recipe_dir() -> Path:
+    """``data_manifests/`` of the source tree (recipes shipped with the project)."""
+    return Path(__file__).resolve().parent.parent / "data_manifests"
+
+
+def builtin_recipes() -> list[str]:
+    """Names of the recipes shipped in ``data_manifests/``."""
+    folder = builtin_recipe_dir()
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def locate_recipe(name_or_path: str | Path) -> Path:
+    """A path to an existing TOML file, or the name of a shipped recipe (e.g. ``bmvc2020``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    candidate = builtin_recipe_dir() / f"{name_or_path}.toml"
+    if path.suffix == "" and candidate.is_file():
+        return candidate
+    known = ", ".join(builtin_recipes()) or "none found"
+    raise RecipeError(f"{name_or_path}: recipe file not found (shipped recipes: {known})")
+
+
+def load_recipe_file(path: Path) -> dict[str, Any]:
+    """Read a recipe TOML (top-level keys as in :data:`DEFAULT_RECIPE`, a [physics] table)."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: invalid TOML ({exc})") from None
+    return data
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], source: str) -> None:
+    for key, value in update.items():
+        if key == "physics":
+            if not isinstance(value, Mapping):
+                raise RecipeError(f"{source}: [physics] must be a table")
+            for pkey, pvalue in value.items():
+                if pkey not in _PHYSICS_ALL:
+                    raise RecipeError(
+                        f"{source}: unknown physics key {pkey!r} (known: {sorted(_PHYSICS_ALL)})"
+                    )
+                base["physics"][pkey] = pvalue
+        elif key in _TOP_KEYS:
+            base[key] = value
+        else:
+            raise RecipeError(f"{source}: unknown recipe key {key!r} (known: {sorted(_TOP_KEYS)})")
+
+
+def _canonical_physics(key: str, value: Any, source: str) -> Any:
+    parsed = _parse_physics_value(key, value, source)
+    if isinstance(parsed, Range):
+        return [parsed.lo, parsed.hi]
+    return parsed
+
+
+def resolve_recipe(
+    recipe: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Recipe:
+    """Defaults <- recipe file (a path or a shipped name) <- overrides; validated.
+
+    ``overrides`` uses the recipe's keys; physics keys may be given at top level or in a
+    ``physics`` mapping. ``None`` values are ignored (flags not given).
+    """
+    data = copy.deepcopy(DEFAULT_RECIPE)
+    source = "defaults"
+    if recipe is not None:
+        path = locate_recipe(recipe)
+        source = str(path)
+        _merge(data, load_recipe_file(path), source)
+    if overrides:
+        flat = {k: v for k, v in overrides.items() if v is not None and k != "physics"}
+        phys = {k: flat.pop(k) for k in list(flat) if k in _PHYSICS_ALL}
+        phys.update({k: v for k, v in (overrides.get("physics") or {}).items() if v is not None})
+        _merge(data, {**flat, "physics": phys}, "command line")
+        source = "command line" if phys or flat else source
+    return Recipe(_validate(data, source))
+
+
+def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
+    out = dict(data)
+    try:
+        out["seed"] = int(data["seed"])
+    except (TypeError, ValueError):
+        raise RecipeError(f"{source}: seed must be an integer, got {data['seed']!r}") from None
+    if out["seed"] < 0:
+        raise RecipeError(f"{source}: seed must be >= 0, got {out['seed']}")
+    splits = data["splits"]
+    if isinstance(splits, str):
+        splits = [s.strip() for s in splits.split(",") if s.strip()]
+    if not splits or not all(
+        isinstance(s, str) and re.fullmatch(r"[A-Za-z0-9_]+", s) for s in splits
+    ):
+        raise RecipeError(f"{source}: splits must be names like train,val; got {data['splits']!r}")
+    if len(set(splits)) != len(splits):
+        raise RecipeError(f"{source}: splits repeat: {splits!r}")
+    out["splits"] = list(splits)
+    size = parse_size(data["size"], source)
+    out["size"] = "native" if size is None else f"{size[0]}x{size[1]}"
+    for key in ("shard_size", "variants"):
+        try:
+            out[key] = int(data[key])
+        except (TypeError, ValueError):
+            raise RecipeError(f"{source}: {key} must be an integer, got {data[key]!r}") from None
+        if out[key] < 1:
+            raise RecipeError(f"{source}: {key} must be >= 1, got {out[key]}")
+    for key, choices in (
+        ("compression", COMPRESSIONS),
+        ("store_flow", FLOW_STORAGE),
+        ("border", BORDERS),
+        ("normalize", NORMALIZE),
+    ):
+        value = str(data[key])
+        if value not in choices:
+            raise RecipeError(f"{source}: {key} must be one of {', '.join(choices)}; got {value!r}")
+        out[key] = value
+    phys = dict(data["physics"])
+    for key in PHYSICS_KEYS:
+        phys[key] = _canonical_physics(key, phys[key], source)
+    if phys["wave"] not in WAVES:
+        raise RecipeError(f"{source}: wave must be one of {', '.join(WAVES)}; got {phys['wave']!r}")
+    out["physics"] = phys
+    out["name"] = str(data["name"])
+    out["description"] = str(data["description"])
+    # the fixed-value case must make a valid TurbulenceParams (catches e.g. nothing today, but
+    # keeps validation in one place if the params grow rules)
+    try:
+        Recipe(out).sample_params(np.random.default_rng(0))
+    except ValueError as exc:
+        raise RecipeError(f"{source}: {exc}") from None
+    return out
+
+
+def recipe_to_toml(recipe: Recipe) -> str:
+    """The resolved recipe as TOML text (for --dry-run and for users to save and edit)."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return json.dumps(str(v))
+
+    lines = [f"{k} = {fmt(v)}" for k, v in recipe.data.items() if k != "physics"]
+    lines.append("")
+    lines.append("[physics]")
+    lines += [f"{k} = {fmt(v)}" for k, v in recipe.data["physics"].items()]
+    return "\n".join(lines) + "\n"
