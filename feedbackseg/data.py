@@ -1,0 +1,235 @@
+"""A torch Dataset over turbsim shards (the only place feedbackseg reads generated data).
+
+Each item is one (distorted, clean, label) triple of a split, read through
+:class:`turbsim.shards.ShardReader`: files open lazily in the process that reads them (DataLoader
+workers included), and the dataset pickles without open handles, so it works with the spawn and
+forkserver start methods. Optional on-the-fly resize (the original trained at height 224:
+bilinear images, nearest labels) and augmentation (random crop + horizontal flip applied
+identically to the three arrays) with a per-sample RNG drawn from (seed, epoch, index), so no
+two workers repeat an augmentation.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from turbsim import shards
+
+IGNORE_INDEX = 255
+
+
+class DataError(ValueError):
+    """Shards cannot be used (missing folder, manifest or split); one-line message."""
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    if not root.exists():
+        raise DataError(f"{root}: no such shard folder")
+    if not (root / shards.MANIFEST_NAME).is_file():
+        raise DataError(
+            f"{root}: no {shards.MANIFEST_NAME} (not a turbsim shard folder, or generation "
+            "not finished: run `turbsim generate ... --resume`)"
+        )
+    try:
+        return shards.read_manifest(root)
+    except shards.ShardError as error:
+        raise DataError(str(error)) from None
+
+
+def split_shards(root: str | Path, split: str) -> list[dict[str, Any]]:
+    """The manifest entries (file, samples, ...) of ``split``, in manifest order."""
+    root = Path(root)
+    entries = [s for s in _manifest(root)["shards"] if s["split"] == split]
+    if not entries:
+        known = sorted({s["split"] for s in _manifest(root)["shards"]})
+        raise DataError(f"{root}: no split {split!r} (the shards hold: {', '.join(known)})")
+    return entries
+
+
+def resized_shape(
+    stored: tuple[int, int], height: int | None, multiple: int = 16
+) -> tuple[int, int]:
+    """(H, W) [px] for a target height, keeping the aspect, W rounded to ``multiple``.
+
+    ``height=None`` keeps the stored size.
+    """
+    h, w = stored
+    if height is None:
+        return h, w
+    width = max(multiple, int(round(w * height / h / multiple)) * multiple)
+    return int(height), width
+
+
+class ShardDataset(Dataset):
+    """(distorted, clean, label) samples of one split of a turbsim shard folder.
+
+    Args:
+        root: the shard folder (``manifest.json`` + ``{split}/shard-*.h5``).
+        split: e.g. ``"train"``.
+        height: resize on the fly to this height [px] (width keeps the aspect, rounded to a
+            multiple of 16); None keeps the stored size.
+        augment: random crop (``crop``) and horizontal flip, identical for the three arrays.
+        crop: (h, w) [px] of the random crop after resizing (with ``augment``); None: no crop.
+        seed: root of the per-sample augmentation RNG (with the epoch and the index).
+        locking: h5py file locking (False on network filesystems that reject locks).
+        num_classes: 19 (255 stays the ignore label) or 20 (the original layout: 255 becomes
+            the void class 19).
+
+    Items: ``distorted``, ``clean`` float32 (3, H, W) in [0, 1]; ``label`` int64 (H, W);
+    ``name`` str; ``index`` int.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        height: int | None = None,
+        augment: bool = False,
+        crop: tuple[int, int] | None = None,
+        seed: int = 0,
+        locking: bool | None = None,
+        num_classes: int = 19,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.entries = split_shards(self.root, split)
+        if num_classes not in (19, 20):
+            raise ValueError(f"num_classes must be 19 or 20, got {num_classes}")
+        self.num_classes = num_classes
+        self.augment = bool(augment)
+        self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
+        self.seed = int(seed)
+        self.locking = locking
+        self.epoch = 0
+        self._offsets = [0]
+        for entry in self.entries:
+            self._offsets.append(self._offsets[-1] + int(entry["samples"]))
+        self._readers: dict[int, shards.ShardReader] = {}
+        stored = self._stored_shape()
+        self.stored_size = stored
+        self.image_size = resized_shape(stored, height)
+        self.height = height
+        if self.crop is not None:
+            if not self.augment:
+                raise ValueError("crop needs augment=True")
+            if self.crop[0] > self.image_size[0] or self.crop[1] > self.image_size[1]:
+                raise ValueError(f"crop {self.crop} is larger than the images {self.image_size}")
+
+    def _stored_shape(self) -> tuple[int, int]:
+        manifest = _manifest(self.root)
+        size = manifest.get("stored_sizes", {}).get(self.split)
+        if size:
+            return int(size[0]), int(size[1])
+        attrs = self._reader(0).attrs
+        return int(attrs["height"]), int(attrs["width"])
+
+    def _reader(self, shard: int) -> shards.ShardReader:
+        reader = self._readers.get(shard)
+        if reader is None:
+            path = self.root / self.entries[shard]["file"]
+            if not path.is_file():
+                raise DataError(f"{path}: shard listed in the manifest is missing")
+            reader = shards.ShardReader(path, locking=self.locking)
+            self._readers[shard] = reader
+        return reader
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_readers"] = {}
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch number for the augmentation RNG (call before each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard number, index in the shard) of a dataset index."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        shard = bisect.bisect_right(self._offsets, index) - 1
+        return shard, index - self._offsets[shard]
+
+    def _resize(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        distorted, clean, label = item["distorted"], item["clean"], item["label"]
+        h, w = self.image_size
+        if distorted.shape[:2] != (h, w):
+            distorted = cv2.resize(distorted, (w, h), interpolation=cv2.INTER_LINEAR)
+            clean = cv2.resize(clean, (w, h), interpolation=cv2.INTER_LINEAR)
+            label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+        return distorted, clean, label
+
+    def _augment(self, arrays: list[np.ndarray], index: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.crop is not None:
+            h, w = arrays[0].shape[:2]
+            ch, cw = self.crop
+            top = int(rng.integers(0, h - ch + 1))
+            left = int(rng.integers(0, w - cw + 1))
+            arrays = [a[top : top + ch, left : left + cw] for a in arrays]
+        if rng.random() < 0.5:
+            arrays = [a[:, ::-1] for a in arrays]
+        return arrays
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        shard, local = self.locate(int(index))
+        item = self._reader(shard)[local]
+        distorted, clean, label = self._resize(item)
+        if self.augment:
+            distorted, clean, label = self._augment([distorted, clean, label], int(index))
+        label = label.astype(np.int64)
+        if self.num_classes == 20:
+            label[label == IGNORE_INDEX] = 19
+        return {
+            "distorted": _to_chw(distorted),
+            "clean": _to_chw(clean),
+            "label": torch.from_numpy(np.ascontiguousarray(label)),
+            "name": str(item["name"]),
+            "index": int(index),
+        }
+
+    def close(self) -> None:
+        """Close the open shard files of this process."""
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+
+def _to_chw(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def pixel_counts(root: str | Path, split: str, num_classes: int = 19) -> torch.Tensor:
+    """Pixels per class in the stored labels of ``split``: int64 (num_classes,).
+
+    Counts at the stored resolution (class frequencies barely depend on it); 255 is not counted
+    (with ``num_classes=20`` it is counted as the void class 19).
+    """
+    root = Path(root)
+    counts = np.zeros(num_classes, np.int64)
+    for entry in split_shards(root, split):
+        with shards.ShardReader(root / entry["file"]) as reader:
+            for i in range(len(reader)):
+                label = reader[i]["label"].ravel()
+                if num_classes == 20:
+                    label = np.where(label == IGNORE_INDEX, 19, label)
+                valid = label[label < num_classes]
+                counts += np.bincount(valid, minlength=num_classes)[:num_classes]
+    return torch.from_numpy(counts)
+
+
+def steps_per_epoch(n_samples: int, batch_size: int, world_size: int = 1) -> int:
+    """Optimiser steps per epoch with ``drop_last=False`` and a distributed sampler."""
+    per_rank = math.ceil(n_samples / max(1, world_size))
+    return max(1, math.ceil(per_rank / batch_size))

@@ -1,0 +1,329 @@
+"""Restoration + segmentation with spatial feedback (Rai et al., BMVC 2020; SPEC section 2.4),
+the restore-then-segment baseline, and one optimisation step of each mode.
+
+The iterative loop of SPEC 2.4, per batch (R = restorer, S = segmenter, T iterations)::
+
+    restored_0 = R(x)                              # pre-loop pass, no feedback
+    logits_0   = S(restored_0); prev = logits_0    # detached
+    for t in 1..T:
+        restored_t = R(x, delta = logits_{t-1} - prev, prev_image = restored_{t-1})
+        L1(restored_t, clean) -> step R            # R learns only from L1
+        logits_t = S(restored_t.detach())
+        prev, logits_{t-1} <- logits_{t-1}, logits_t
+    sum_t seg_loss(logits_t, label, t) -> step S
+
+What the pre-loop passes contribute: at t = 1 the delta is exactly zero, so ``restored_0`` enters
+only multiplied by zero; but ``logits_0`` is the "previous logits" of t = 2, where the delta is
+``logits_1 - logits_0``. So for T >= 2 the pre-loop passes carry information and cannot be
+dropped; for T = 1 they can. The fast implementations here therefore
+
+- run the pre-loop passes without autograd (the original builds, and throws away, a graph
+  through R and S there), and skip them entirely when T = 1 (feeding delta = 0, prev = 0);
+- build autograd graphs only for the R pass that the L1 loss steps and for the S passes whose
+  losses are summed (S sees ``restored.detach()``, as in the original).
+
+For T >= 2 this is the same computation as the literal loop, in train mode too (the same
+forward passes run, in the same order, so BatchNorm running statistics and the dropout random
+stream agree). For T = 1 in train mode the skipped passes would have updated BatchNorm running
+statistics and drawn S's dropout masks, so those (and only those) differ.
+tests/test_models.py checks both claims against a literal transcription.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from feedbackseg.models.restorer import Restorer
+
+#: seg_loss(logits (B, C, H, W) float32, label (B, H, W) int64, t) -> scalar loss; t is the
+#: 1-based feedback iteration (1 for the modes without feedback).
+SegLoss = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+#: Feedback iterations T of the original.
+ITERATIONS = 3
+
+
+@dataclass
+class FeedbackOutput:
+    """Per-iteration outputs of a restore + segment model, one entry per iteration t = 1..T.
+
+    ``logits[-1]`` is the prediction. Shapes: logits (B, C, H, W); restored (B, 3, H, W);
+    flows (B, 2, H, W) [px], channel 0 = row, 1 = column displacement.
+    """
+
+    logits: list[torch.Tensor] = field(default_factory=list)
+    restored: list[torch.Tensor] = field(default_factory=list)
+    flows: list[torch.Tensor] = field(default_factory=list)
+
+    def append(self, logits: torch.Tensor, restored: torch.Tensor, flow: torch.Tensor) -> None:
+        self.logits.append(logits)
+        self.restored.append(restored)
+        self.flows.append(flow)
+
+
+def _check_iterations(iterations: int) -> None:
+    if int(iterations) != iterations or iterations < 1:
+        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+
+
+class FeedbackSegmenter(nn.Module):
+    """R + S with spatial feedback (SPEC 2.4), for inference.
+
+    Args:
+        restorer: a :class:`Restorer` built with ``feedback=True``.
+        segmenter: the segmentation network S (an :class:`ERFNet`), with
+            ``segmenter.num_classes == restorer.num_classes``.
+    """
+
+    def __init__(self, restorer: Restorer, segmenter: nn.Module) -> None:
+        super().__init__()
+        if not restorer.has_feedback:
+            raise ValueError("FeedbackSegmenter needs a Restorer built with feedback=True")
+        classes = getattr(segmenter, "num_classes", restorer.num_classes)
+        if classes != restorer.num_classes:
+            raise ValueError(
+                f"segmenter has {classes} classes but the restorer's feedback block expects "
+                f"{restorer.num_classes}"
+            )
+        self.restorer = restorer
+        self.segmenter = segmenter
+
+    @property
+    def num_classes(self) -> int:
+        return self.restorer.num_classes
+
+    def forward(self, distorted: torch.Tensor, iterations: int = ITERATIONS) -> FeedbackOutput:
+        """Run the feedback loop (no optimiser steps) on distorted images (B, 3, H, W).
+
+        The feedback signals are detached, as in training. For T = 1 the pre-loop passes are
+        skipped (their output enters only multiplied by a zero delta); see the module docstring.
+        """
+        _check_iterations(iterations)
+        r, s = self.restorer, self.segmenter
+        out = FeedbackOutput()
+        if iterations == 1:
+            delta, prev = _zero_feedback(distorted, self.num_classes)
+            restored, flow = r(distorted, delta, prev, return_flow=True)
+            out.append(s(restored), restored, flow)
+            return out
+        with torch.no_grad():
+            restored = r(distorted)
+            logits = s(restored)
+        prev_logits = logits
+        for _ in range(iterations):
+            restored, flow = r(distorted, logits - prev_logits, restored, return_flow=True)
+            logits_t = s(restored)
+            out.append(logits_t, restored, flow)
+            restored = restored.detach()
+            prev_logits, logits = logits, logits_t.detach()
+        return out
+
+
+class RestoreSegmenter(nn.Module):
+    """R then S without feedback (the ``restore-seg`` baseline, Rai et al. WACV 2020).
+
+    ``forward`` returns a :class:`FeedbackOutput` with one iteration, like
+    :class:`FeedbackSegmenter`.
+    """
+
+    def __init__(self, restorer: Restorer, segmenter: nn.Module) -> None:
+        super().__init__()
+        self.restorer = restorer
+        self.segmenter = segmenter
+
+    @property
+    def num_classes(self) -> int:
+        return self.segmenter.num_classes
+
+    def forward(self, distorted: torch.Tensor) -> FeedbackOutput:
+        restored, flow = self.restorer(distorted, return_flow=True)
+        out = FeedbackOutput()
+        out.append(self.segmenter(restored), restored, flow)
+        return out
+
+
+def predict_logits(
+    model: nn.Module, distorted: torch.Tensor, iterations: int = ITERATIONS
+) -> torch.Tensor:
+    """The prediction logits (B, C, H, W) of any of the three model kinds (last iteration)."""
+    if isinstance(model, FeedbackSegmenter):
+        return model(distorted, iterations=iterations).logits[-1]
+    if isinstance(model, RestoreSegmenter):
+        return model(distorted).logits[-1]
+    return model(distorted)
+
+
+def _zero_feedback(distorted: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """delta = 0 (B, C, H, W) and prev = 0 (B, K, H, W): the exact t = 1 feedback of SPEC 2.4
+    (the delta is exactly zero there, and prev enters only multiplied by it)."""
+    batch, _, height, width = distorted.shape
+    delta = distorted.new_zeros((batch, num_classes, height, width))
+    return delta, torch.zeros_like(distorted)
+
+
+# ------------------------------------------------------------------------------ train steps
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _backward_and_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+) -> None:
+    """loss.backward() then optimizer.step(), through ``scaler`` when given.
+
+    The scaler is updated after every step: R takes T steps per batch, and a GradScaler allows
+    one step per optimizer between updates.
+    """
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
+def _l1(restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(restored.float(), clean.float())
+
+
+def feedback_train_step(
+    model: FeedbackSegmenter,
+    distorted: torch.Tensor,
+    clean: torch.Tensor,
+    label: torch.Tensor,
+    opt_r: torch.optim.Optimizer,
+    opt_s: torch.optim.Optimizer,
+    seg_loss: SegLoss,
+    iterations: int = ITERATIONS,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    """One training step of the spatial-feedback loop (SPEC 2.4), fast form.
+
+    R takes one optimiser step on L1(restored_t, clean) in each iteration; S one step on
+    ``sum_t seg_loss(logits_t, label, t)`` after the loop. Modes (train/eval) are the caller's.
+    See the module docstring for what is skipped and why the result equals the literal loop.
+
+    Args:
+        model: the feedback model; ``opt_r`` holds ``model.restorer``'s parameters and
+            ``opt_s`` ``model.segmenter``'s.
+        distorted: network input (B, 3, H, W) in [0, 1].
+        clean: restoration target (B, 3, H, W) in [0, 1].
+        label: trainIds (B, H, W) int64 (ignore value as ``seg_loss`` expects).
+        seg_loss: see :data:`SegLoss`; called with float32 logits.
+        iterations: T >= 1.
+        autocast_dtype: run the forward passes under ``torch.autocast`` with this dtype.
+        scaler: optional GradScaler (float16 autocast).
+
+    Returns:
+        {"loss_seg": the summed segmentation loss, "loss_l1": mean of the T L1 losses,
+        "loss_l1_last": L1 of the last iteration}.
+    """
+    _check_iterations(iterations)
+    restorer, segmenter = model.restorer, model.segmenter
+    autocast = _autocast(distorted.device, autocast_dtype)
+    if iterations == 1:
+        delta, restored = _zero_feedback(distorted, model.num_classes)
+        logits = prev_logits = None
+    else:
+        with torch.no_grad(), autocast:
+            restored = restorer(distorted)
+            logits = segmenter(restored)
+        prev_logits = logits
+    l1_terms, seg_terms = [], []
+    for t in range(1, iterations + 1):
+        if logits is not None:
+            delta = logits - prev_logits
+        opt_r.zero_grad(set_to_none=True)
+        with autocast:
+            restored_t = restorer(distorted, delta, restored)
+            l1 = _l1(restored_t, clean)
+        _backward_and_step(l1, opt_r, scaler)
+        restored = restored_t.detach()
+        with autocast:
+            logits_t = segmenter(restored)
+        seg_terms.append(seg_loss(logits_t.float(), label, t))
+        l1_terms.append(l1.detach())
+        prev_logits, logits = logits, logits_t.detach()
+    loss_seg = torch.stack(seg_terms).sum()
+    opt_s.zero_grad(set_to_none=True)
+    _backward_and_step(loss_seg, opt_s, scaler)
+    l1_values = torch.stack(l1_terms).tolist()
+    return {
+        "loss_seg": float(loss_seg.detach()),
+        "loss_l1": sum(l1_values) / len(l1_values),
+        "loss_l1_last": l1_values[-1],
+    }
+
+
+def restore_seg_train_step(
+    model: RestoreSegmenter,
+    distorted: torch.Tensor,
+    clean: torch.Tensor,
+    label: torch.Tensor,
+    opt_r: torch.optim.Optimizer,
+    opt_s: torch.optim.Optimizer,
+    seg_loss: SegLoss,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    """One step of the restore-seg baseline: R on L1(R(x), clean), S on seg_loss(S(R(x).detach())).
+
+    Arguments and return value as :func:`feedback_train_step` (T = 1, ``seg_loss`` gets t = 1).
+    """
+    autocast = _autocast(distorted.device, autocast_dtype)
+    opt_r.zero_grad(set_to_none=True)
+    with autocast:
+        restored = model.restorer(distorted)
+        l1 = _l1(restored, clean)
+    _backward_and_step(l1, opt_r, scaler)
+    with autocast:
+        logits = model.segmenter(restored.detach())
+    loss_seg = seg_loss(logits.float(), label, 1)
+    opt_s.zero_grad(set_to_none=True)
+    _backward_and_step(loss_seg, opt_s, scaler)
+    loss_l1 = float(l1.detach())
+    return {"loss_seg": float(loss_seg.detach()), "loss_l1": loss_l1, "loss_l1_last": loss_l1}
+
+
+def erfnet_train_step(
+    model: nn.Module,
+    distorted: torch.Tensor,
+    clean: torch.Tensor | None,
+    label: torch.Tensor,
+    opt_r: torch.optim.Optimizer | None,
+    opt_s: torch.optim.Optimizer,
+    seg_loss: SegLoss,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    """One step of the ERFNet baseline: S on seg_loss(S(distorted), label, 1).
+
+    ``clean`` and ``opt_r`` are unused (pass None); they keep the three steps' signatures alike.
+    Returns the dict of :func:`feedback_train_step` with the L1 entries 0.0.
+    """
+    if opt_r is not None:
+        raise ValueError("the erfnet mode has no restorer: opt_r must be None")
+    with _autocast(distorted.device, autocast_dtype):
+        logits = model(distorted)
+    loss_seg = seg_loss(logits.float(), label, 1)
+    opt_s.zero_grad(set_to_none=True)
+    _backward_and_step(loss_seg, opt_s, scaler)
+    return {"loss_seg": float(loss_seg.detach()), "loss_l1": 0.0, "loss_l1_last": 0.0}
+
+
+#: mode -> its training step (``feedback`` takes ``iterations`` too).
+TRAIN_STEPS: dict[str, Callable[..., dict[str, float]]] = {
+    "erfnet": erfnet_train_step,
+    "restore-seg": restore_seg_train_step,
+    "feedback": feedback_train_step,
+}
