@@ -18,7 +18,6 @@ from cli.options import (
     IMAGE_SIZE,
     WAVE_CHOICES,
     OneLineErrorGroup,
-    not_implemented_command,
     package_version,
     params_from_options,
     physics_options,
@@ -396,7 +395,21 @@ def generate(
 @click.option(
     "--count", type=click.IntRange(min=1), default=4, show_default=True, help="Number of samples."
 )
-def preview(shards_dir: Path, out_dir: Path, split: str | None, count: int) -> None:
+@click.option(
+    "--sweep-cn2",
+    default=None,
+    help="Also one sheet of one scene at these Cn2 "
+    "values [m^-2/3], e.g. 1e-14,1e-13,3e-13,1e-12 (same random numbers).",
+)
+@click.option("--name", default=None, help="Sample (Cityscapes stem) for --sweep-cn2.")
+def preview(
+    shards_dir: Path,
+    out_dir: Path,
+    split: str | None,
+    count: int,
+    sweep_cn2: str | None,
+    name: str | None,
+) -> None:
     """Write PNG sheets (clean | distorted | displacement colour wheel + arrows | label colours)
     for a few samples of a generated dataset, plus overview.png stacking them."""
     from turbsim.preview import preview as make_preview
@@ -404,6 +417,19 @@ def preview(shards_dir: Path, out_dir: Path, split: str | None, count: int) -> N
 
     try:
         written = make_preview(shards_dir, out_dir, split=split, count=count)
+        if sweep_cn2:
+            from turbsim.preview import cn2_sweep
+
+            try:
+                values = [float(v) for v in sweep_cn2.split(",") if v.strip()]
+                if not values or any(not v > 0 for v in values):
+                    raise ValueError
+            except ValueError:
+                raise click.BadParameter(
+                    f"expected positive numbers like 1e-13,1e-12, got {sweep_cn2!r}",
+                    param_hint="'--sweep-cn2'",
+                ) from None
+            written.append(cn2_sweep(shards_dir, out_dir / "cn2_sweep.png", values, split, name))
     except (ShardError, OSError) as error:
         raise click.ClickException(str(error)) from None
     for path in written:
@@ -498,8 +524,96 @@ def info(out: Path) -> None:
         raise click.ClickException(str(error)) from None
 
 
-# Commands of later issues; each line is replaced by the real command when it lands.
-not_implemented_command(main, "plot-stats", "Plot measured field statistics against the theory.")
+@main.command("plot-stats", short_help="Plot measured field statistics against the theory.")
+@physics_options
+@click.option(
+    "--size", type=IMAGE_SIZE, default="256x256", show_default=True, help="Field size HxW [px]."
+)
+@click.option(
+    "--fields",
+    type=click.IntRange(min=2),
+    default=200,
+    show_default=True,
+    help="Number of fields for the correlation curves.",
+)
+@click.option(
+    "--cn2-values",
+    default="1e-13,3e-13,1e-12,3e-12",
+    show_default=True,
+    help="Cn2 values [m^-2/3] of the variance line.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output PNG."
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the numbers as JSON.",
+)
+def plot_stats(
+    size: tuple[int, int],
+    fields: int,
+    cn2_values: str,
+    seed: int,
+    out: Path,
+    json_out: Path | None,
+    **physics: Any,
+) -> None:
+    """Empirical longitudinal and lateral tilt correlations of generated fields against the
+    closed-form theory, and the variance against Cn2, as a PNG (needs the viz extra)."""
+    turbulence = params_from_options(**physics)
+    try:
+        values = [float(v) for v in cn2_values.split(",") if v.strip()]
+        if not values or any(not v > 0 for v in values):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(
+            f"expected positive numbers like 1e-13,1e-12, got {cn2_values!r}",
+            param_hint="'--cn2-values'",
+        ) from None
+    from turbsim.viz import require_matplotlib
+
+    try:
+        require_matplotlib()
+    except ImportError as error:
+        raise click.ClickException(str(error)) from None
+    import numpy as np
+
+    from turbsim.diagnostics import correlation_curves, variance_vs_cn2
+    from turbsim.viz import plot_stats as draw
+
+    rng = np.random.default_rng(seed)
+    curves = correlation_curves(turbulence, size, fields, rng)
+    line = variance_vs_cn2(turbulence, np.array(values), size, max(2, fields // 4), rng)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        draw(curves, line, out)
+    except OSError as error:
+        raise _write_error(out, error) from None
+    click.echo(f"wrote {out}")
+    worst = max(
+        float(np.max(np.abs(curves.measured[k] - curves.theory[k]))) for k in curves.measured
+    )
+    click.echo(f"largest |measured - theory| of the correlation curves: {worst:.3f}")
+    if json_out is not None:
+        data = {
+            "lags_px": curves.lags_px.tolist(),
+            "eta": curves.eta.tolist(),
+            "measured": {k: v.tolist() for k, v in curves.measured.items()},
+            "stderr": {k: v.tolist() for k, v in curves.stderr.items()},
+            "theory": {k: v.tolist() for k, v in curves.theory.items()},
+            "cn2": line.cn2.tolist(),
+            "variance_theory_px2": line.theory_px2.tolist(),
+            "variance_measured_px2": line.measured_px2.tolist(),
+        }
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = json_out.with_name(f".{json_out.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, json_out)
+        click.echo(f"wrote {json_out}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from cli.fbseg_cmd import main as fbseg
 from cli.turbsim_cmd import main as turbsim_cli
 from turbsim.viz import field_to_rgb
 
-TURBSIM_NOT_IMPLEMENTED = ["plot-stats"]
+TURBSIM_NOT_IMPLEMENTED: list[str] = []
 FBSEG_NOT_IMPLEMENTED = ["train", "eval", "predict", "compare"]
 REFERENCE = turbsim.TurbulenceParams(cn2=1e-12, path_length_m=2000.0, aperture_m=0.3 / 5.6)
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -198,16 +198,6 @@ def test_field_png_without_matplotlib_says_what_to_install(
     assert len(lines) == 1, result.output
     assert "pip install 'turbsim-feedbackseg[viz]'" in lines[0]
     assert not out.exists()  # refused before doing any work
-
-
-@pytest.mark.parametrize("command", TURBSIM_NOT_IMPLEMENTED)
-def test_turbsim_placeholders_exit_2(command: str) -> None:
-    result = run(turbsim_cli, command, "--some-future-flag", "x")
-    assert result.exit_code == 2
-    assert (
-        result.stderr.strip() == f"turbsim {command}: not implemented yet (see the issue tracker)"
-    )
-    assert result.stdout == ""
 
 
 # -------------------------------------------------------------------------------- fbseg

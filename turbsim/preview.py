@@ -128,3 +128,56 @@ def preview(root: Path, out_dir: Path, split: str | None = None, count: int = 4)
         _write_png(overview, np.vstack(padded))
         written.append(overview)
     return written
+
+
+def cn2_sweep(
+    root: Path,
+    out_png: Path,
+    cn2_values: list[float],
+    split: str | None = None,
+    name: str | None = None,
+) -> Path:
+    """One scene distorted at increasing Cn2 [m^-2/3]: a row of panels, clean first.
+
+    The same random numbers (the sample's seed) are used for every Cn2, so the panels show one
+    field scaled by sqrt(Cn2): only the strength changes. The other parameters come from the
+    dataset's recipe (ranges sampled as for that sample).
+    """
+    from turbsim.generate import resize_field, sample_field
+    from turbsim.warp import warp_image
+
+    root = Path(root)
+    manifest = shards.read_manifest(root)
+    recipe = Recipe(manifest["recipe"])
+    infos = [s for s in manifest["shards"] if split is None or s["split"] == split]
+    item = None
+    for info in infos:
+        with shards.ShardReader(root / info["file"]) as reader:
+            for i in range(len(reader)):
+                if name is None or reader.names[i] == name:
+                    item, sp = reader[i], info["split"]
+                    break
+        if item is not None:
+            break
+    if item is None:
+        raise shards.ShardError(f"{root}: no sample {name or ''} in split {split or 'any'}")
+    clean = item["clean"]
+    shape = tuple(manifest.get("native_sizes", {}).get(sp, clean.shape[:2]))
+    unit, params = sample_field(recipe, sp, item["name"], int(item["variant"]), shape)
+    unit = resize_field(unit, clean.shape[:2]) / np.float32(params.sigma_r_px)
+    panels = [_titled(clean, f"clean {item['name']}")]
+    for cn2 in cn2_values:
+        p = params.with_cn2(float(cn2))
+        sigma = p.sigma_r_px * clean.shape[0] / shape[0]  # in stored pixels
+        field = unit * np.float32(p.sigma_r_px)  # unit already carries the resize scale
+        panels.append(
+            _titled(warp_image(clean, field, recipe.border), f"Cn2 {cn2:.0e}: sigma {sigma:.2f} px")
+        )
+    sep = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+    row = panels[0]
+    for p in panels[1:]:
+        row = np.hstack([row, sep, p])
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    _write_png(out_png, row)
+    return out_png

@@ -17,6 +17,7 @@ import os
 import secrets
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -162,6 +163,11 @@ def save_field_png(
         legend.set_axis_off()
         legend.imshow(_colour_wheel(legend_px), interpolation="nearest")
 
+    save_figure(figure, path, dpi=dpi)
+
+
+def save_figure(figure: Any, path: str | os.PathLike[str], dpi: int = 100) -> None:
+    """Save a matplotlib figure as PNG through a temporary file renamed into place."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -171,3 +177,74 @@ def save_field_png(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def plot_stats(curves: Any, line: Any, path: str | os.PathLike[str]) -> None:
+    """PNG with two panels: tilt correlation vs separation (measured +- 2 s.e. against the
+    theory) and mean square vs Cn2 (measured against sigma_r^2).
+
+    Args:
+        curves: a :class:`turbsim.diagnostics.CorrelationCurves`.
+        line: a :class:`turbsim.diagnostics.VarianceLine`.
+        path: output PNG.
+
+    Raises:
+        ImportError: if matplotlib is not installed (the message says what to install).
+    """
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.2), dpi=100)
+    FigureCanvasAgg(figure)
+    ax1, ax2 = figure.subplots(1, 2)
+    styles = {
+        "x_par": ("tab:red", "longitudinal, along x (column comp.)"),
+        "y_par": ("tab:orange", "longitudinal, along y (row comp.)"),
+        "x_perp": ("tab:blue", "lateral, along x (row comp.)"),
+        "y_perp": ("tab:cyan", "lateral, along y (column comp.)"),
+    }
+    for key, (colour, label) in styles.items():
+        ax1.errorbar(
+            curves.lags_px,
+            curves.measured[key],
+            yerr=2 * curves.stderr[key],
+            fmt="o",
+            ms=3,
+            color=colour,
+            label=label,
+        )
+        ax1.plot(curves.lags_px, curves.theory[key], "-", color=colour, lw=1)
+    ax1.set_xscale("log")
+    ax1.set_xlabel("separation d [px]")
+    ax1.set_ylabel("correlation")
+    ax1.axhline(0, color="k", lw=0.5)
+    h, w = curves.shape
+    ax1.set_title(
+        f"{curves.n_fields} fields {h}x{w}, sigma_r {curves.sigma_r_px:.2f} px: "
+        "dots measured (+-2 s.e.), lines theory",
+        fontsize=9,
+    )
+    ax1.legend(fontsize=7)
+    ax2.loglog(line.cn2, line.theory_px2, "k-", label="theory sigma_r^2")
+    ax2.errorbar(
+        line.cn2,
+        line.measured_px2[:, 0],
+        yerr=2 * line.stderr_px2[:, 0],
+        fmt="o",
+        label="measured, row comp.",
+    )
+    ax2.errorbar(
+        line.cn2,
+        line.measured_px2[:, 1],
+        yerr=2 * line.stderr_px2[:, 1],
+        fmt="s",
+        mfc="none",
+        label="measured, column comp.",
+    )
+    ax2.set_xlabel("Cn2 [m^-2/3]")
+    ax2.set_ylabel("E[F^2] [px^2]")
+    ax2.set_title("variance is linear in Cn2", fontsize=9)
+    ax2.legend(fontsize=7)
+    figure.tight_layout()
+    save_figure(figure, path)

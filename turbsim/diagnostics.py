@@ -1,0 +1,134 @@
+"""Monte Carlo diagnostics of generated tilt fields against the closed-form theory.
+
+What `turbsim plot-stats` draws: the empirical longitudinal and lateral correlation of the
+displacement along both image axes, next to the theory b(d / f theta_D) x taper (SPEC-turbsim
+sections 3-4), and the measured variance against sigma_r^2 over a range of Cn2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from turbsim.field import blackman, sample_tilt_field
+from turbsim.params import TurbulenceParams
+from turbsim.theory import tilt_correlation
+
+
+def rendered_taper(n: int, lag: np.ndarray) -> np.ndarray:
+    """Taper of the rendered correlation at integer ``lag`` [px] along an axis of length n.
+
+    The symmetric Blackman window of length 2n is centred half a sample before the zero lag,
+    and the original keeps the real part of the spectrum: (w[n + d] + w[n - d]) / (2 w[n]).
+    """
+    w = blackman(2 * n)
+    lag = np.asarray(lag, dtype=np.int64)
+    return (w[n + lag] + w[n - lag]) / (2.0 * w[n])
+
+
+@dataclass
+class CorrelationCurves:
+    """Empirical and theoretical correlations (unit variance) at lags ``lags_px`` [px].
+
+    Keys of ``measured``/``theory``/``stderr``: ``"x_par"`` (column component along x),
+    ``"x_perp"`` (row component along x), ``"y_par"`` (row component along y), ``"y_perp"``
+    (column component along y).
+    """
+
+    lags_px: np.ndarray
+    eta: np.ndarray
+    measured: dict[str, np.ndarray]
+    stderr: dict[str, np.ndarray]
+    theory: dict[str, np.ndarray]
+    n_fields: int
+    shape: tuple[int, int]
+    sigma_r_px: float
+
+
+def correlation_curves(
+    params: TurbulenceParams,
+    shape: tuple[int, int],
+    n_fields: int,
+    rng: np.random.Generator,
+    lags_px: np.ndarray | None = None,
+) -> CorrelationCurves:
+    """Correlation of ``n_fields`` sampled fields at lags along x and y, and the theory.
+
+    The correlation at lag d is 1 - D(d) / (2 sigma_r^2) with the structure function
+    D(d) = E[(F(p + d) - F(p))^2]: unbiased, unlike a product of sample means.
+    """
+    h, w = shape
+    if lags_px is None:
+        top = max(2, min(h, w) // 2)
+        lags_px = np.unique(np.round(np.geomspace(1, top, 24)).astype(np.int64))
+    lags = np.asarray(lags_px, dtype=np.int64)
+    s2 = params.sigma_r_px**2
+    sums = {k: np.zeros((n_fields, lags.size)) for k in ("x_par", "x_perp", "y_par", "y_perp")}
+    for i in range(n_fields):
+        f = sample_tilt_field(params, shape, rng).astype(np.float64)
+        row, col = f[0], f[1]
+        for j, d in enumerate(lags):
+            if d < w:
+                sums["x_par"][i, j] = np.mean((col[:, d:] - col[:, :-d]) ** 2)
+                sums["x_perp"][i, j] = np.mean((row[:, d:] - row[:, :-d]) ** 2)
+            if d < h:
+                sums["y_par"][i, j] = np.mean((row[d:, :] - row[:-d, :]) ** 2)
+                sums["y_perp"][i, j] = np.mean((col[d:, :] - col[:-d, :]) ** 2)
+    measured = {k: 1.0 - v.mean(axis=0) / (2 * s2) for k, v in sums.items()}
+    stderr = {k: v.std(axis=0, ddof=1) / math.sqrt(n_fields) / (2 * s2) for k, v in sums.items()}
+    b_par, b_perp = tilt_correlation(params, lags.astype(np.float64))
+    tx, ty = rendered_taper(w, np.minimum(lags, w - 1)), rendered_taper(h, np.minimum(lags, h - 1))
+    theory = {
+        "x_par": b_par * tx,
+        "x_perp": b_perp * tx,
+        "y_par": b_par * ty,
+        "y_perp": b_perp * ty,
+    }
+    return CorrelationCurves(
+        lags_px=lags,
+        eta=lags / params.f_theta_d_px,
+        measured=measured,
+        stderr=stderr,
+        theory=theory,
+        n_fields=n_fields,
+        shape=(h, w),
+        sigma_r_px=params.sigma_r_px,
+    )
+
+
+@dataclass
+class VarianceLine:
+    """Measured mean square per component [px^2] against sigma_r^2 for each Cn2 [m^-2/3]."""
+
+    cn2: np.ndarray
+    theory_px2: np.ndarray
+    measured_px2: np.ndarray  # (n, 2): row, column
+    stderr_px2: np.ndarray  # (n, 2)
+
+
+def variance_vs_cn2(
+    params: TurbulenceParams,
+    cn2_values: np.ndarray,
+    shape: tuple[int, int],
+    n_fields: int,
+    rng: np.random.Generator,
+) -> VarianceLine:
+    """Mean of F^2 over ``n_fields`` fields for each Cn2 (the other parameters fixed)."""
+    cn2_values = np.asarray(cn2_values, dtype=np.float64)
+    measured = np.zeros((cn2_values.size, 2))
+    stderr = np.zeros((cn2_values.size, 2))
+    theory = np.zeros(cn2_values.size)
+    for i, cn2 in enumerate(cn2_values):
+        p = params.with_cn2(float(cn2))
+        per = np.array(
+            [
+                np.mean(sample_tilt_field(p, shape, rng).astype(np.float64) ** 2, axis=(1, 2))
+                for _ in range(n_fields)
+            ]
+        )
+        measured[i] = per.mean(axis=0)
+        stderr[i] = per.std(axis=0, ddof=1) / math.sqrt(n_fields)
+        theory[i] = p.sigma_r_px**2
+    return VarianceLine(cn2_values, theory, measured, stderr)
