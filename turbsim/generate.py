@@ -45,7 +45,7 @@ from turbsim.cityscapes import (
 from turbsim.field import sample_tilt_field
 from turbsim.field import set_num_threads as set_field_threads
 from turbsim.params import TurbulenceParams
-from turbsim.recipe import Recipe
+from turbsim.recipe import PHYSICS_KEYS, Recipe
 from turbsim.warp import set_num_threads as set_warp_threads
 from turbsim.warp import warm_up, warp_image
 
@@ -59,12 +59,7 @@ SEEDING_SCHEME = (
 )
 #: Per-sample parameters stored in every shard (`params/<key>`).
 PARAM_KEYS: tuple[str, ...] = (
-    "cn2",
-    "path_length_m",
-    "aperture_m",
-    "wavelength_m",
-    "focal_length_px",
-    "height_m",
+    *PHYSICS_KEYS,
     "sigma_r_px",
     "sigma_r_px_stored",
     "field_std_row_px",

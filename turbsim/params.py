@@ -15,6 +15,16 @@ from typing import Any, Literal
 Wave = Literal["spherical", "plane"]
 WAVES: tuple[str, ...] = ("spherical", "plane")
 
+#: The numeric TurbulenceParams fields (all finite and > 0).
+POSITIVE_FIELDS: tuple[str, ...] = (
+    "cn2",
+    "path_length_m",
+    "aperture_m",
+    "wavelength_m",
+    "focal_length_px",
+    "height_m",
+)
+
 #: Outer scale of turbulence as a fraction of the path height: L0 = 0.4 h (Matlab original).
 OUTER_SCALE_PER_HEIGHT = 0.4
 
@@ -57,14 +67,7 @@ class TurbulenceParams:
     wave: Wave = field(default="spherical")
 
     def __post_init__(self) -> None:
-        for name in (
-            "cn2",
-            "path_length_m",
-            "aperture_m",
-            "wavelength_m",
-            "focal_length_px",
-            "height_m",
-        ):
+        for name in POSITIVE_FIELDS:
             object.__setattr__(self, name, _check_positive(name, getattr(self, name)))
         if self.wave not in WAVES:
             raise ValueError(f"wave must be one of {WAVES}, got {self.wave!r}")

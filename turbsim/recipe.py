@@ -25,17 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from turbsim.params import WAVES, TurbulenceParams
+from turbsim.params import POSITIVE_FIELDS, WAVES, TurbulenceParams
 
 #: TurbulenceParams fields that a recipe can fix or sample.
-PHYSICS_KEYS: tuple[str, ...] = (
-    "cn2",
-    "path_length_m",
-    "aperture_m",
-    "wavelength_m",
-    "focal_length_px",
-    "height_m",
-)
+PHYSICS_KEYS: tuple[str, ...] = POSITIVE_FIELDS
 #: Ranges of these keys are sampled log-uniformly; others uniformly.
 LOG_UNIFORM_KEYS = frozenset({"cn2"})
 
