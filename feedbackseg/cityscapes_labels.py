@@ -1,5 +1,6 @@
 """Cityscapes evaluation classes (trainIds 0..18): names and colour palette.
 
+Same facts as ``turbsim.cityscapes`` (which feedbackseg may not import: only ``turbsim.shards``).
 Source: cityscapesScripts ``helpers/labels.py`` (MIT licence), the 19 labels with a trainId
 other than 255, in trainId order. Copied as constants so that the ~100 MB ``cityscapesscripts``
 package stays out of the runtime (NOTES-ecosystem.md).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "colorize_trainids"]
+__all__ = ["CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "colorize_train_ids"]
 
 #: Names of trainIds 0..18.
 CITYSCAPES_CLASSES: tuple[str, ...] = (
@@ -31,7 +32,9 @@ CITYSCAPES_PALETTE: np.ndarray = np.array(
 CITYSCAPES_PALETTE.setflags(write=False)
 
 
-def colorize_trainids(labels: np.ndarray, ignore_color: tuple[int, int, int] = (0, 0, 0)):
+def colorize_train_ids(
+    labels: np.ndarray, ignore_color: tuple[int, int, int] = (0, 0, 0)
+) -> np.ndarray:
     """Colour a trainId map with the Cityscapes palette.
 
     Args:

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedbackseg.cityscapes_labels import colorize_trainids
+from feedbackseg.cityscapes_labels import colorize_train_ids
 from feedbackseg.metrics import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, ConfusionMatrix
 
 # 3 classes, 10 pixels (+2 ignored). Confusion (rows GT, cols pred):
@@ -196,7 +196,18 @@ def test_cityscapes_constants():
     assert CITYSCAPES_PALETTE[13].tolist() == [0, 0, 142]
     assert CITYSCAPES_PALETTE[18].tolist() == [119, 11, 32]
     assert len({tuple(c) for c in CITYSCAPES_PALETTE.tolist()}) == 19
-    rgb = colorize_trainids(np.array([[0, 18], [255, 19]], dtype=np.uint8))
+    rgb = colorize_train_ids(np.array([[0, 18], [255, 19]], dtype=np.uint8))
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
     assert rgb[0, 0].tolist() == [128, 64, 128] and rgb[0, 1].tolist() == [119, 11, 32]
     assert rgb[1].tolist() == [[0, 0, 0], [0, 0, 0]]
+
+
+def test_cityscapes_constants_agree_with_turbsim():
+    """Two copies of the same facts (feedbackseg may not import turbsim.cityscapes)."""
+    from turbsim.cityscapes import TRAIN_ID_NAMES, TRAIN_ID_PALETTE
+    from turbsim.cityscapes import colorize_train_ids as ts
+
+    assert tuple(CITYSCAPES_CLASSES) == tuple(TRAIN_ID_NAMES)
+    np.testing.assert_array_equal(CITYSCAPES_PALETTE, TRAIN_ID_PALETTE)
+    labels = np.array([[0, 5, 18, 255]], dtype=np.uint8)
+    np.testing.assert_array_equal(colorize_train_ids(labels), ts(labels))
