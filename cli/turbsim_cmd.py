@@ -402,6 +402,7 @@ def generate(
     "values [m^-2/3], e.g. 1e-14,1e-13,3e-13,1e-12 (same random numbers).",
 )
 @click.option("--name", default=None, help="Sample (Cityscapes stem) for --sweep-cn2.")
+@click.option("--raw", is_flag=True, help="Also write the plain distorted and clean images.")
 def preview(
     shards_dir: Path,
     out_dir: Path,
@@ -409,6 +410,7 @@ def preview(
     count: int,
     sweep_cn2: str | None,
     name: str | None,
+    raw: bool,
 ) -> None:
     """Write PNG sheets (clean | distorted | displacement colour wheel + arrows | label colours)
     for a few samples of a generated dataset, plus overview.png stacking them."""
@@ -416,7 +418,7 @@ def preview(
     from turbsim.shards import ShardError
 
     try:
-        written = make_preview(shards_dir, out_dir, split=split, count=count)
+        written = make_preview(shards_dir, out_dir, split=split, count=count, raw=raw)
         if sweep_cn2:
             from turbsim.preview import cn2_sweep
 

@@ -268,3 +268,16 @@ def test_recomputed_field_matches_stored_flow(tree: Path, tmp_path: Path) -> Non
         field, params = sample_field(recipe, split, stem, variant, (H, W))
         np.testing.assert_allclose(item["flow"], field, atol=1e-2, rtol=1e-3)
         assert item["params"]["cn2"] == params.cn2
+
+
+def test_preview_raw_images_are_the_stored_arrays(tree: Path, tmp_path: Path) -> None:
+    import cv2
+
+    out = tmp_path / "data"
+    generate(make_plan(tree, _recipe(shard_size=4, splits="val")), out)
+    res = _cli(["preview", str(out), "--out", str(tmp_path / "pv"), "--count", "1", "--raw"])
+    assert res.exit_code == 0, res.output
+    (distorted,) = (tmp_path / "pv").glob("*_distorted.png")
+    stem = distorted.name.split("_", 1)[1].rsplit("_v0_distorted", 1)[0]
+    rgb = cv2.cvtColor(cv2.imread(str(distorted)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(rgb, _arrays(out)[("val", stem, 0)]["distorted"])

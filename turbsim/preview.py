@@ -80,10 +80,13 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def preview(root: Path, out_dir: Path, split: str | None = None, count: int = 4) -> list[Path]:
+def preview(
+    root: Path, out_dir: Path, split: str | None = None, count: int = 4, raw: bool = False
+) -> list[Path]:
     """Write one PNG sheet per sample (the first ``count`` of ``split``) and an overview sheet.
 
-    Returns the written paths (overview last).
+    With ``raw``, also the plain ``*_distorted.png`` and ``*_clean.png`` images (e.g. to feed
+    ``fbseg predict``). Returns the written paths (overview last).
     """
     from turbsim.generate import resize_field, sample_field
 
@@ -113,9 +116,14 @@ def preview(root: Path, out_dir: Path, split: str | None = None, count: int = 4)
                         )
                         field = resize_field(field, item["clean"].shape[:2])
                     sheet = sample_sheet(item, field, f"{sp}/{item['name']}")
-                    path = out_dir / f"{sp}_{item['name']}_v{int(item['variant'])}.png"
+                    stem = f"{sp}_{item['name']}_v{int(item['variant'])}"
+                    path = out_dir / f"{stem}.png"
                     _write_png(path, sheet)
                     written.append(path)
+                    if raw:
+                        for key in ("distorted", "clean"):
+                            written.append(out_dir / f"{stem}_{key}.png")
+                            _write_png(written[-1], item[key])
                     rows.append(sheet)
             if len(rows) >= count:
                 break
