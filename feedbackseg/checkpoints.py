@@ -50,6 +50,13 @@ KINDS = ("erfnet", "restorer", "erfnet-encoder")
 _FIRST_DILATED = 7
 
 
+def _default_permissions(path: str | os.PathLike) -> None:
+    """mkstemp files are 0600; give a published file the usual 0666 & ~umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read or does not fit the network; one-line message."""
 
@@ -295,6 +302,7 @@ def save_imported(info: ImportedCheckpoint, path: str | os.PathLike) -> dict[str
     os.close(handle)
     try:
         torch.save(payload, tmp)
+        _default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -328,6 +336,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     os.close(handle)
     try:
         torch.save(data, tmp)
+        _default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -344,7 +344,7 @@ def configure_worker(threads: int, progress_queue: Any = None) -> None:
     set_warp_threads(threads)
     cv2.setNumThreads(threads)
     if _configured_threads is None:
-        warm_up()
+        warm_up((np.dtype(np.uint8),), (np.dtype(np.float32),))  # what generate uses
     _configured_threads = threads
     _progress_queue = progress_queue
 
@@ -514,6 +514,9 @@ def _run_local(
     on_shard: Callable[[dict[str, Any]], None],
 ) -> None:
     threads = _default_threads(workers)
+    # compile the kernel once here, so that spawned workers load it from Numba's disk cache
+    # instead of each compiling it (only the first run on a machine pays this)
+    warm_up((np.dtype(np.uint8),), (np.dtype(np.float32),))
     if workers <= 1:
         configure_worker(threads)
         global _progress_queue
