@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import OneLineErrorGroup, not_implemented_command, package_version
+from cli.options import OneLineErrorGroup, package_version
 
 
 @click.group(name="fbseg", cls=OneLineErrorGroup)
@@ -16,10 +16,274 @@ def main() -> None:
     """Train and evaluate segmentation models on turbulence-distorted images (turbsim shards)."""
 
 
-# Commands of later issues; each line is replaced by the real command when it lands.
-not_implemented_command(main, "train", "Train a model on turbsim shards.")
-not_implemented_command(main, "eval", "Evaluate a checkpoint (mIoU per class) on a shard split.")
-not_implemented_command(main, "predict", "Restore and segment images with a checkpoint.")
+@main.command("train")
+@click.argument("shards", metavar="SHARDS", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    "out",
+    metavar="RUN",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run folder: config.json, metrics.jsonl, last.pt, best.pt.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["feedback", "restore-seg", "erfnet"]),
+    default=None,
+    help="feedback (the method), restore-seg or erfnet (baselines). [feedback]",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["cb-ifl", "ifl", "ce"]),
+    default=None,
+    help="Segmentation loss. [cb-ifl]",
+)
+@click.option("--recipe", default=None, help="Named defaults: bmvc2020, bmvc2020-original.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file of config keys (over the recipe, under the flags).",
+)
+@click.option("--epochs", type=int, default=None, help="Epochs to train. [150]")
+@click.option("--max-steps", type=int, default=None, help="Steps to train (overrides --epochs).")
+@click.option("--batch-size", type=int, default=None, help="Samples per step and process. [8]")
+@click.option("--height", type=int, default=None, help="Image height [px]. [224]")
+@click.option("--iterations", type=int, default=None, help="Feedback iterations T. [3]")
+@click.option("--workers", type=int, default=None, help="DataLoader worker processes. [2]")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="auto = CUDA when available. [auto]",
+)
+@click.option("--amp/--no-amp", default=None, help="Mixed precision. [on for CUDA only]")
+@click.option("--seed", type=int, default=None, help="Root seed. [0]")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between last.pt. [500]")
+@click.option("--resume", is_flag=True, help="Continue RUN from RUN/last.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in RUN.")
+@click.option(
+    "--pretrained-encoder",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="ERFNet encoder weights of an original release (ImageNet or ERFNet).",
+)
+@click.option("--small", is_flag=True, default=None, help="Narrow restorer for CPU work.")
+@click.option(
+    "--class-weights",
+    type=click.Choice(["shards", "bmvc2020", "none"]),
+    default=None,
+    help="CB-iFL class weights. [shards]",
+)
+@click.option("--val-split", default=None, help="Validation split ('none': no validation).")
+@click.option("--val-every", type=int, default=None, help="Steps between validations. [epoch]")
+@click.option("--log-every", type=int, default=None, help="Steps between metrics lines. [10]")
+@click.option("--lr-s", type=float, default=None, help="Segmenter learning rate. [5e-4]")
+@click.option("--lr-r", type=float, default=None, help="Restorer learning rate. [2e-4]")
+def train(shards: str, out: str, recipe: str | None, config_file: str | None, **flags) -> None:
+    """Train a model on turbsim shards (SHARDS) into the run folder RUN.
+
+    Defaults come from the recipe (bmvc2020: SPEC 4), then --config, then the flags. Multi-GPU:
+    torchrun --nproc-per-node N -m cli.fbseg_cmd train SHARDS --out RUN ...
+    """
+    from feedbackseg.checkpoints import CheckpointError
+    from feedbackseg.config import ConfigError, resolve_config
+    from feedbackseg.data import DataError
+    from feedbackseg.train import TrainError
+    from feedbackseg.train import train as run_training
+
+    try:
+        config = resolve_config(shards, out, recipe, config_file, flags)
+        result = run_training(config, log=lambda message: click.echo(message, err=True))
+    except (ConfigError, DataError, CheckpointError, TrainError) as error:
+        raise click.ClickException(str(error)) from None
+    if result.rank != 0:
+        return  # under torchrun rank 0 reports
+    best = "n/a" if result.best_miou is None else f"{100 * result.best_miou:.2f} %"
+    click.echo(f"{result.run_dir}: {result.step} steps, best val mIoU {best}")
+
+
+_DEVICE = click.Choice(["auto", "cpu", "cuda"])
+
+
+@main.command("eval", short_help="Evaluate a checkpoint (mIoU per class) on a shard split.")
+@click.argument("checkpoint", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
+@click.argument("shards", metavar="SHARDS", type=click.Path(file_okay=False))
+@click.option("--split", default="val", show_default=True, help="Shard split to evaluate.")
+@click.option(
+    "--height",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Evaluation height [px], width keeps the aspect. [the checkpoint's training height]",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Feedback iterations T. [the checkpoint's]",
+)
+@click.option(
+    "--json",
+    "json_path",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the result as JSON (miou, per_class, ...).",
+)
+@click.option(
+    "--save-predictions",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write colourised predictions (Cityscapes palette), NAME.png per sample.",
+)
+@click.option("--device", type=_DEVICE, default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Loader processes."
+)
+def evaluate_command(
+    checkpoint: str,
+    shards: str,
+    split: str,
+    height: int | None,
+    iterations: int | None,
+    json_path: str | None,
+    save_predictions: str | None,
+    device: str,
+    batch_size: int,
+    workers: int,
+) -> None:
+    """Evaluate CHECKPOINT (RUN/best.pt, say) on a split of the turbsim shards SHARDS.
+
+    Prints the per-class IoU table, mIoU (official Cityscapes definition), pixel accuracy, the
+    evaluation resolution and, for feedback models, the mIoU after each iteration.
+    Multi-GPU: torchrun --nproc-per-node N -m cli.fbseg_cmd eval CHECKPOINT SHARDS ...
+    """
+    from feedbackseg.checkpoints import CheckpointError
+    from feedbackseg.data import DataError, ShardDataset
+    from feedbackseg.distributed import setup_distributed
+    from feedbackseg.evaluate import (
+        EvalError,
+        checkpoint_height,
+        checkpoint_iterations,
+        evaluate,
+        load_model,
+        size_multiple,
+        write_json,
+    )
+    from feedbackseg.models import FeedbackSegmenter
+    from turbsim.shards import ShardError
+
+    try:
+        ctx = setup_distributed(device)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        model, ckpt = load_model(checkpoint, ctx.device)
+        multiple = size_multiple(model)
+        if height is not None and height % multiple:
+            raise click.BadParameter(
+                f"{height} is not a multiple of {multiple} (the {ckpt['mode']} network "
+                f"downsamples by {multiple})",
+                param_hint="'--height'",
+            )
+        dataset = ShardDataset(shards, split, height=height or checkpoint_height(ckpt))
+        size = dataset.image_size
+        if size[0] % multiple or size[1] % multiple:
+            raise EvalError(
+                f"{shards}: split {split!r} is {size[0]}x{size[1]} px, not a multiple of "
+                f"{multiple} for the {ckpt['mode']} network; pass --height"
+            )
+        steps = iterations or checkpoint_iterations(ckpt)
+        result = evaluate(model, dataset, steps, ctx.device, batch_size, save_predictions, workers)
+    except (CheckpointError, DataError, EvalError, ShardError) as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        ctx.close()
+    if not ctx.is_main:
+        return
+    result.checkpoint = checkpoint
+    steps = steps if isinstance(model, FeedbackSegmenter) else 1
+    click.echo(
+        f"{checkpoint}: {ckpt['mode']}, {ckpt['num_classes']} classes, step {ckpt.get('step')}, "
+        f"{steps} iteration(s); {shards} split {split!r}"
+    )
+    click.echo(result.report(), nl=False)
+    if json_path is not None:
+        data = result.to_dict()
+        data.update(
+            {"shards": shards, "mode": ckpt["mode"], "iterations": steps, "step": ckpt.get("step")}
+        )
+        write_json(json_path, data)
+        click.echo(f"wrote {json_path}")
+    if save_predictions is not None:
+        click.echo(f"wrote {result.samples} predictions to {save_predictions}")
+
+
+@main.command("predict", short_help="Restore and segment images with a checkpoint.")
+@click.argument("checkpoint", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
+@click.argument("inputs", metavar="IMAGE_OR_DIR...", nargs=-1, required=True)
+@click.option(
+    "--out",
+    metavar="DIR",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder: NAME_seg.png, NAME_restored.png, NAME_sheet.png.",
+)
+@click.option(
+    "--height",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processing height [px], a multiple of 16. [the checkpoint's training height]",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Feedback iterations T. [the checkpoint's]",
+)
+@click.option("--device", type=_DEVICE, default="auto", show_default=True)
+def predict_command(
+    checkpoint: str,
+    inputs: tuple[str, ...],
+    out: str,
+    height: int | None,
+    iterations: int | None,
+    device: str,
+) -> None:
+    """Restore and segment images (PNG/JPEG files or folders of them) with CHECKPOINT.
+
+    Writes, per image NAME, the segmentation in the Cityscapes palette (NAME_seg.png), the
+    restored image (NAME_restored.png, restoration modes) and both beside the input
+    (NAME_sheet.png), at the processing size.
+    """
+    from feedbackseg.checkpoints import CheckpointError
+    from feedbackseg.evaluate import (
+        EvalError,
+        checkpoint_height,
+        checkpoint_iterations,
+        load_model,
+        resolve_device,
+    )
+    from feedbackseg.predict import collect_images, predict_paths
+
+    try:
+        images = collect_images(inputs)  # bad paths fail before the model loads
+        torch_device = resolve_device(device)
+        model, ckpt = load_model(checkpoint, torch_device)
+        written = predict_paths(
+            model,
+            images,
+            out,
+            height=height or checkpoint_height(ckpt),
+            iterations=iterations or checkpoint_iterations(ckpt),
+            device=torch_device,
+        )
+    except (CheckpointError, EvalError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{len(images)} image(s) -> {len(written)} files in {out}")
 
 
 @main.command("import-checkpoint")
@@ -48,7 +312,77 @@ def import_checkpoint(source: str, dest: str) -> None:
     click.echo(f"{source}: {info.kind}{classes}; wrote {dest}")
 
 
-not_implemented_command(main, "compare", "Compare evaluation results of several runs.")
+@main.command("compare", short_help="Compare evaluation results of several runs.")
+@click.argument("sources", metavar="RUN_OR_JSON...", nargs=-1, required=True)
+@click.option(
+    "--markdown",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the table to FILE.",
+)
+@click.option(
+    "--png",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a per-class IoU bar chart (needs matplotlib).",
+)
+def compare(sources: tuple[str, ...], markdown: str | None, png: str | None) -> None:
+    """Compare evaluation results: a Markdown table of per-class IoU, mIoU and pixel accuracy.
+
+    Each RUN_OR_JSON is a file written by `fbseg eval --json`, or a run folder (its eval.json,
+    or else the last validation record of its metrics.jsonl).
+    """
+    from feedbackseg.evaluate import (
+        EvalError,
+        comparison_markdown,
+        load_result,
+        result_label,
+        write_text,
+    )
+    from feedbackseg.plots import PlotError, plot_per_class_iou, require_matplotlib
+
+    try:
+        if png is not None:
+            require_matplotlib()
+        results: dict[str, dict] = {}
+        for source in sources:
+            label = result_label(source)
+            results[source if label in results else label] = load_result(source)
+        table = comparison_markdown(results)
+        click.echo(table, nl=False)
+        if markdown is not None:
+            write_text(markdown, table)
+            click.echo(f"wrote {markdown}")
+        if png is not None:
+            plot_per_class_iou({k: r["per_class"] for k, r in results.items()}, png)
+            click.echo(f"wrote {png}")
+    except (EvalError, PlotError, ImportError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command("plot", short_help="Draw a run's training curves (PNG).")
+@click.argument("run", metavar="RUN", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    metavar="FILE.png",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The PNG to write.",
+)
+def plot(run: str, out: str) -> None:
+    """Draw the training curves of RUN (losses and validation mIoU vs step) from metrics.jsonl.
+
+    Needs matplotlib: pip install 'turbsim-feedbackseg[viz]'.
+    """
+    from feedbackseg.plots import PlotError, plot_training_curves
+
+    try:
+        plot_training_curves(run, out)
+    except (PlotError, ImportError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":

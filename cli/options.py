@@ -196,25 +196,3 @@ class ImageSize(click.ParamType):
 
 
 IMAGE_SIZE = ImageSize()
-
-
-def not_implemented_command(group: click.Group, name: str, summary: str) -> click.Command:
-    """Register a placeholder command that says it is not implemented yet and exits with 2.
-
-    It accepts any arguments so that scripts written against the future interface fail the same
-    way, and its help says plainly that it does nothing yet.
-    """
-
-    @group.command(
-        name,
-        help=f"{summary}\n\nNot implemented yet (see the issue tracker).",
-        short_help=f"[not implemented yet] {summary}",
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-        add_help_option=True,
-    )
-    @click.pass_context
-    def _placeholder(ctx: click.Context) -> None:
-        click.echo(f"{group.name} {name}: not implemented yet (see the issue tracker)", err=True)
-        ctx.exit(2)
-
-    return _placeholder

@@ -45,7 +45,8 @@ from turbsim.cityscapes import (
 from turbsim.field import sample_tilt_field
 from turbsim.field import set_num_threads as set_field_threads
 from turbsim.params import TurbulenceParams
-from turbsim.recipe import PHYSICS_KEYS, Recipe
+from turbsim.recipe import PHYSICS_KEYS, Range, Recipe
+from turbsim.theory import correlation_table
 from turbsim.warp import set_num_threads as set_warp_threads
 from turbsim.warp import warm_up, warp_image
 
@@ -753,6 +754,12 @@ def generate(
     def on_shard(record: dict[str, Any]) -> None:
         records[int(record["global_index"])] = record
 
+    if todo and not isinstance(plan.recipe.physics["height_m"], Range) and not isinstance(
+        plan.recipe.physics["aperture_m"], Range
+    ):
+        # rho is fixed: integrate (or load) its correlation table once here, not in each worker
+        first = plan.recipe.sample_params(np.random.default_rng(0))
+        correlation_table(first.rho, first.wave)
     if todo:
         if scheduler:
 

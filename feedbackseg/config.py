@@ -1,0 +1,374 @@
+"""The training configuration: a frozen dataclass, named recipes, TOML files and overrides.
+
+Resolution order (each later source overrides the earlier ones, key by key)::
+
+    TrainConfig defaults  <-  named recipe (--recipe)  <-  TOML file (--config)  <-  flags
+
+The resolved config is validated here and saved as ``RUN/config.json`` by the trainer; a resumed
+run must resolve to the same config except for the keys in :data:`RESUMABLE_KEYS`.
+
+Recipes:
+
+- ``bmvc2020``: the optimisation of Rai et al., BMVC 2020 (SPEC-feedbackseg sections 1 and 4):
+  S Adam(lr 5e-4, betas (0.9, 0.999), eps 1e-8, weight decay 2e-4), lr x 0.99 every epoch;
+  R Adam(lr 2e-4, betas (0.9, 0.999)), lr x 0.5 every 30 epochs; 150 epochs, batch 8, height
+  224, T = 3, gammas 0 / 0.1 / 0.2, CB-iFL with alpha 1, no augmentation. Label layout: the
+  clean 19 classes with 255 ignored, class weights from the training shards' pixel counts
+  (SPEC 3's default).
+- ``bmvc2020-original``: ``bmvc2020`` in the original release's label layout: 20 classes (255
+  becomes the void class 19, weight 0) and the fixed ``bmvc2020`` class weights (n_c = 100 /
+  e_c from ERFNet's weights); its checkpoints have the original's 20-class heads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CLASS_WEIGHTS",
+    "DEVICES",
+    "LOSSES",
+    "RECIPES",
+    "RESUMABLE_KEYS",
+    "ConfigError",
+    "TrainConfig",
+    "config_diff",
+    "resolve_config",
+]
+
+#: Segmentation losses (SPEC 3): CB-iFL, iFL (unit weights), cross-entropy (gamma 0, unit).
+LOSSES = ("cb-ifl", "ifl", "ce")
+#: Sources of the CB-iFL class weights.
+CLASS_WEIGHTS = ("shards", "bmvc2020", "none")
+#: ``--device`` values; ``auto`` is CUDA when available.
+DEVICES = ("auto", "cpu", "cuda")
+#: Keys a resumed run may change: they move the step target or only affect logging/speed.
+RESUMABLE_KEYS = frozenset(
+    {
+        "epochs",
+        "max_steps",
+        "workers",
+        "log_every",
+        "checkpoint_every",
+        "val_every",
+        "locking",
+        "resume",
+        "overwrite",
+    }
+)
+#: Keys holding paths (made absolute when resolved, so a resumed run compares them exactly).
+_PATH_KEYS = ("shards", "out", "pretrained_encoder")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value or file; one-line message naming the flag or file."""
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on (saved as ``RUN/config.json``).
+
+    Attributes:
+        shards: turbsim shard folder (``manifest.json`` + split folders).
+        out: run folder RUN (config.json, metrics.jsonl, last.pt, best.pt).
+        mode: "feedback", "restore-seg" or "erfnet" (SPEC 2.4).
+        loss: "cb-ifl", "ifl" or "ce" (SPEC 3).
+        recipe: name of the recipe the defaults came from (informational once resolved).
+        epochs: training length in epochs (unless ``max_steps`` is set).
+        max_steps: training length in optimiser steps; overrides ``epochs`` when set.
+        batch_size: samples per step and process.
+        height: training/validation image height [px] (width keeps the aspect, multiple of 16);
+            None keeps the stored size.
+        iterations: feedback iterations T (feedback mode).
+        gamma_step: iFL gamma increment per iteration (gammas 0, 0.1, 0.2 for T = 3).
+        alpha: overall scale of the segmentation loss.
+        beta: effective-number hyper-parameter of the class-balanced weights.
+        class_weights: "shards" (pixel counts of the training split), "bmvc2020" (fixed
+            constants) or "none" (unit weights); used by the cb-ifl loss only.
+        num_classes: 19 (255 ignored) or 20 (the original layout with the void class 19).
+        train_split: split trained on.
+        val_split: split validated on (skipped when the shards have no such split); None: never.
+        val_every: validate every this many steps; None: at the end of every epoch. Always
+            once at the end of training.
+        log_every: write a metrics.jsonl line every this many steps.
+        checkpoint_every: write last.pt every this many steps (and at every validation and at
+            the end).
+        workers: DataLoader worker processes (0: load in the main process).
+        device: "auto", "cpu" or "cuda".
+        amp: mixed precision; None = on for CUDA (bf16 where supported, else fp16 with a
+            GradScaler), off on CPU.
+        channels_last: channels-last memory format; None = on for CUDA.
+        seed: root seed (weights, dropout, shuffling, augmentation).
+        small: narrow restorer (base width 8) for CPU work.
+        pretrained_encoder: ERFNet encoder weights of an original release to start S from.
+        augment: random crop (``crop``) and horizontal flip of the training samples.
+        crop: (h, w) [px] of the random crop, with ``augment``.
+        locking: h5py file locking (False on network filesystems); None = h5py's default.
+        lr_s, betas_s, eps_s, weight_decay_s: S's Adam.
+        lr_s_decay, lr_s_decay_epochs: S's StepLR (x decay every decay_epochs epochs).
+        lr_r, betas_r, eps_r, weight_decay_r: R's Adam.
+        lr_r_decay, lr_r_decay_epochs: R's StepLR.
+        resume: continue from ``out/last.pt``.
+        overwrite: replace the files of an existing run in ``out``.
+    """
+
+    shards: str
+    out: str
+    mode: str = "feedback"
+    loss: str = "cb-ifl"
+    recipe: str | None = None
+    epochs: int = 150
+    max_steps: int | None = None
+    batch_size: int = 8
+    height: int | None = 224
+    iterations: int = 3
+    gamma_step: float = 0.1
+    alpha: float = 1.0
+    beta: float = 0.9999
+    class_weights: str = "shards"
+    num_classes: int = 19
+    train_split: str = "train"
+    val_split: str | None = "val"
+    val_every: int | None = None
+    log_every: int = 10
+    checkpoint_every: int = 500
+    workers: int = 2
+    device: str = "auto"
+    amp: bool | None = None
+    channels_last: bool | None = None
+    seed: int = 0
+    small: bool = False
+    pretrained_encoder: str | None = None
+    augment: bool = False
+    crop: tuple[int, int] | None = None
+    locking: bool | None = None
+    lr_s: float = 5e-4
+    betas_s: tuple[float, float] = (0.9, 0.999)
+    eps_s: float = 1e-8
+    weight_decay_s: float = 2e-4
+    lr_s_decay: float = 0.99
+    lr_s_decay_epochs: int = 1
+    lr_r: float = 2e-4
+    betas_r: tuple[float, float] = (0.9, 0.999)
+    eps_r: float = 1e-8
+    weight_decay_r: float = 0.0
+    lr_r_decay: float = 0.5
+    lr_r_decay_epochs: int = 30
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self) -> str:
+        """Indented JSON of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a dict (e.g. a saved config.json); unknown keys are an error."""
+        return cls(**_coerce(dict(data), source))
+
+
+def _positive(config: TrainConfig, key: str, allow_none: bool = False, minimum: int = 1) -> None:
+    value = getattr(config, key)
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{_flag(key)}: must be an integer >= {minimum}, got {value!r}")
+
+
+def _validate(c: TrainConfig) -> None:
+    from feedbackseg.models import MODES
+
+    if c.mode not in MODES:
+        raise ConfigError(f"--mode: unknown mode {c.mode!r} (expected one of {', '.join(MODES)})")
+    if c.loss not in LOSSES:
+        raise ConfigError(f"--loss: unknown loss {c.loss!r} (expected one of {', '.join(LOSSES)})")
+    if c.class_weights not in CLASS_WEIGHTS:
+        raise ConfigError(
+            f"--class-weights: unknown source {c.class_weights!r} "
+            f"(expected one of {', '.join(CLASS_WEIGHTS)})"
+        )
+    if c.device not in DEVICES:
+        raise ConfigError(f"--device: {c.device!r} is not one of {', '.join(DEVICES)}")
+    if c.num_classes not in (19, 20):
+        raise ConfigError(f"num_classes: must be 19 or 20, got {c.num_classes!r}")
+    for key in ("epochs", "batch_size", "iterations", "log_every", "checkpoint_every"):
+        _positive(c, key)
+    for key in ("lr_s_decay_epochs", "lr_r_decay_epochs"):
+        _positive(c, key)
+    _positive(c, "max_steps", allow_none=True)
+    _positive(c, "val_every", allow_none=True)
+    _positive(c, "workers", minimum=0)
+    _positive(c, "seed", minimum=0)
+    multiple = 8 if c.mode == "erfnet" else 16
+    if c.height is not None:
+        _positive(c, "height")
+        if c.height % multiple:
+            raise ConfigError(
+                f"--height: {c.height} is not a multiple of {multiple} (the {c.mode} networks "
+                f"downsample by {multiple})"
+            )
+    if c.crop is not None:
+        if not c.augment:
+            raise ConfigError("crop: needs augment = true")
+        if len(c.crop) != 2 or any(int(v) % multiple or int(v) < multiple for v in c.crop):
+            raise ConfigError(f"crop: must be (h, w), multiples of {multiple}, got {c.crop!r}")
+    for key in ("lr_s", "lr_r", "alpha"):
+        value = getattr(c, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            raise ConfigError(f"{_flag(key)}: must be a number > 0, got {value!r}")
+    for key in ("eps_s", "eps_r", "weight_decay_s", "weight_decay_r", "gamma_step"):
+        value = getattr(c, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{_flag(key)}: must be a number >= 0, got {value!r}")
+    for key in ("lr_s_decay", "lr_r_decay"):
+        value = getattr(c, key)
+        if not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise ConfigError(f"{_flag(key)}: must be in (0, 1], got {value!r}")
+    if not 0 <= c.beta < 1:
+        raise ConfigError(f"--beta: must be in [0, 1), got {c.beta!r}")
+    for key in ("betas_s", "betas_r"):
+        betas = getattr(c, key)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"{key}: must be two numbers in [0, 1), got {betas!r}")
+    if c.resume and c.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    if not c.shards or not c.out:
+        raise ConfigError("shards and out must be given")
+
+
+#: Named recipes: key -> value over the dataclass defaults.
+RECIPES: dict[str, dict[str, Any]] = {
+    "bmvc2020": {
+        "epochs": 150,
+        "batch_size": 8,
+        "height": 224,
+        "iterations": 3,
+        "gamma_step": 0.1,
+        "alpha": 1.0,
+        "beta": 0.9999,
+        "loss": "cb-ifl",
+        "class_weights": "shards",
+        "num_classes": 19,
+        "augment": False,
+        "lr_s": 5e-4,
+        "betas_s": (0.9, 0.999),
+        "eps_s": 1e-8,
+        "weight_decay_s": 2e-4,
+        "lr_s_decay": 0.99,
+        "lr_s_decay_epochs": 1,
+        "lr_r": 2e-4,
+        "betas_r": (0.9, 0.999),
+        "eps_r": 1e-8,
+        "weight_decay_r": 0.0,
+        "lr_r_decay": 0.5,
+        "lr_r_decay_epochs": 30,
+    },
+}
+RECIPES["bmvc2020-original"] = {
+    **RECIPES["bmvc2020"],
+    "num_classes": 20,
+    "class_weights": "bmvc2020",
+}
+
+#: Recipe used when neither ``--recipe`` nor the TOML file names one.
+DEFAULT_RECIPE = "bmvc2020"
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+_TUPLE_KEYS = ("betas_s", "betas_r", "crop")
+
+
+def _coerce(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Normalise keys (hyphens -> underscores), check them, turn lists into tuples."""
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in _FIELDS:
+            raise ConfigError(f"{source}: unknown key {key!r}")
+        if name in _TUPLE_KEYS and value is not None:
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+            value = tuple(value)
+        out[name] = value
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The keys of a training TOML file (flat, or under a ``[train]`` table).
+
+    Raises:
+        ConfigError: missing or unparsable file, unknown keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    if set(data) == {"train"} and isinstance(data["train"], dict):
+        data = data["train"]
+    return _coerce(data, str(path))
+
+
+def resolve_config(
+    shards: str | Path,
+    out: str | Path,
+    recipe: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """The training config: defaults <- recipe <- TOML file <- overrides (None values skipped).
+
+    Args:
+        shards: shard folder.
+        out: run folder.
+        recipe: a key of :data:`RECIPES`; None: the TOML file's ``recipe`` key if it has one,
+            else ``bmvc2020``.
+        config_file: TOML file of :class:`TrainConfig` keys.
+        overrides: keys set on the command line; None values mean "not given".
+
+    Raises:
+        ConfigError: unknown recipe or key, invalid values.
+    """
+    file_values = read_toml(config_file) if config_file is not None else {}
+    recipe = recipe or file_values.get("recipe") or DEFAULT_RECIPE
+    if recipe not in RECIPES:
+        raise ConfigError(
+            f"--recipe: unknown recipe {recipe!r} (expected one of {', '.join(RECIPES)})"
+        )
+    values: dict[str, Any] = dict(RECIPES[recipe])
+    values.update(file_values)
+    values.update(_coerce({k: v for k, v in (overrides or {}).items() if v is not None}, "flags"))
+    values["recipe"] = recipe
+    if isinstance(values.get("val_split"), str) and values["val_split"].lower() in ("", "none"):
+        values["val_split"] = None
+    values["shards"], values["out"] = str(shards), str(out)
+    for key in _PATH_KEYS:
+        if values.get(key) is not None:
+            values[key] = str(Path(values[key]).expanduser().resolve())
+    try:
+        return TrainConfig(**values)
+    except TypeError as error:  # wrong value types that the checks did not name
+        raise ConfigError(f"config: {error}") from None
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"key: old -> new"`` for every key that differs, except :data:`RESUMABLE_KEYS`."""
+    keys = sorted((old.keys() | new.keys()) - RESUMABLE_KEYS)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]

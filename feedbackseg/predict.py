@@ -1,0 +1,199 @@
+"""Restore and segment image files with a trained model (``fbseg predict``).
+
+Each image (PNG or JPEG; OpenCV reads BGR, converted to RGB once, here at the boundary) is
+resized to a size the networks accept: the checkpoint's training height (or the image's own
+height rounded to a multiple of 16) and the width that keeps the aspect, rounded to a multiple
+of 16, bilinear, scaled to [0, 1] like the training data (SPEC 1). The model runs the inference
+loop (SPEC 2.4) and, for each input ``NAME.ext``, these PNGs are written atomically at that
+processing size (H x W):
+
+- ``NAME_seg.png``: the segmentation of the last iteration in the Cityscapes palette, (H, W, 3);
+- ``NAME_restored.png``: the restored image of the last iteration (restoration modes only);
+- ``NAME_sheet.png``: input | restored | segmentation side by side under a title strip of
+  :data:`TITLE_PX` rows, (H + TITLE_PX, k W, 3) with k = 3 panels (2 without a restorer).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from feedbackseg.cityscapes_labels import colorize_train_ids
+from feedbackseg.evaluate import (
+    DEFAULT_ITERATIONS,
+    EvalError,
+    predicted_ids,
+    resolve_device,
+    run_model,
+    size_multiple,
+    write_png,
+)
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "TITLE_PX",
+    "collect_images",
+    "network_size",
+    "predict_paths",
+    "read_rgb",
+    "sheet",
+]
+
+#: File name endings read as images (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: Height of the title strip above the panels of a sheet [px].
+TITLE_PX = 20
+
+
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """The image files named by ``inputs``: files as given, folders expanded to their PNG/JPEG
+    files (sorted, not recursive).
+
+    Raises:
+        EvalError: a path that does not exist, is not a PNG/JPEG file, or a folder holding no
+            image; two inputs whose outputs would have the same name (one line naming them).
+    """
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not images:
+                raise EvalError(f"{path}: folder holds no PNG/JPEG image")
+            found.extend(images)
+        elif not path.exists():
+            raise EvalError(f"{path}: no such file or folder")
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise EvalError(f"{path}: not a PNG/JPEG image (expected {', '.join(IMAGE_SUFFIXES)})")
+        else:
+            found.append(path)
+    seen: dict[str, Path] = {}
+    for path in found:
+        other = seen.setdefault(path.stem, path)
+        if other != path:
+            raise EvalError(
+                f"{other} and {path}: both would write {path.stem}_seg.png; pass one of them"
+            )
+    return found
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB (grey images are expanded, alpha dropped).
+
+    Raises:
+        EvalError: the file is not a readable image.
+    """
+    path = Path(path)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise EvalError(f"{path}: not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def network_size(
+    image_size: tuple[int, int], height: int | None = None, multiple: int = 16
+) -> tuple[int, int]:
+    """(H, W) [px] to process an image of ``image_size`` (H, W) at.
+
+    H is ``height`` (None: the image's height rounded to a multiple of ``multiple``); W keeps
+    the aspect, rounded to a multiple of ``multiple``; both at least ``multiple``.
+
+    Raises:
+        EvalError: ``height`` is not a positive multiple of ``multiple``.
+    """
+    h, w = int(image_size[0]), int(image_size[1])
+    if height is None:
+        height = max(multiple, int(round(h / multiple)) * multiple)
+    elif height < multiple or height % multiple:
+        raise EvalError(f"--height: {height} is not a positive multiple of {multiple}")
+    width = max(multiple, int(round(w * height / h / multiple)) * multiple)
+    return int(height), width
+
+
+def _titled(panel: np.ndarray, title: str) -> np.ndarray:
+    """``panel`` (H, W, 3) under a black strip of TITLE_PX rows holding ``title`` in white."""
+    strip = np.zeros((TITLE_PX, panel.shape[1], 3), np.uint8)
+    cv2.putText(
+        strip, title, (4, TITLE_PX - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+        cv2.LINE_AA,
+    )  # fmt: skip
+    return np.concatenate([strip, panel], axis=0)
+
+
+def sheet(panels: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Panels side by side, each under its title.
+
+    Args:
+        panels: (title, (H, W, 3) uint8 RGB) pairs, all of the same size.
+
+    Returns:
+        (H + TITLE_PX, k W, 3) uint8 RGB for k panels.
+    """
+    return np.concatenate([_titled(image, title) for title, image in panels], axis=1)
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
+    array = image.detach().float().clamp(0.0, 1.0).mul(255.0).round().byte().cpu().numpy()
+    return np.ascontiguousarray(array.transpose(1, 2, 0))
+
+
+@torch.no_grad()
+def predict_paths(
+    model: nn.Module,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    height: int | None = None,
+    iterations: int = DEFAULT_ITERATIONS,
+    device: str | torch.device = "cpu",
+) -> list[Path]:
+    """Restore and segment image files; see the module docstring for what is written.
+
+    Args:
+        model: a network of :func:`feedbackseg.models.build_model`; moved to ``device``, eval
+            mode.
+        inputs: PNG/JPEG files and folders of them (see :func:`collect_images`).
+        out_dir: output folder (created if needed).
+        height: processing height [px] (a multiple of 16); None: each image's own height
+            rounded to a multiple of 16.
+        iterations: feedback iterations T (feedback models).
+        device: "cpu", "cuda", "auto" or a torch.device.
+
+    Returns:
+        The files written, in input order (seg, restored if any, sheet per image).
+
+    Raises:
+        EvalError: a bad input path or height (one line naming it).
+    """
+    images = collect_images(inputs)
+    multiple = max(16, size_multiple(model))
+    if height is not None:
+        network_size((height, height), height, multiple)  # validate once, before any work
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    for path in images:
+        rgb = read_rgb(path)
+        h, w = network_size(rgb.shape[:2], height, multiple)
+        resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+        x = torch.from_numpy(resized.transpose(2, 0, 1).copy()).float().div_(255.0)
+        all_logits, restored = run_model(model, x[None].to(device), iterations)
+        seg = colorize_train_ids(predicted_ids(all_logits[-1])[0].cpu().numpy())
+        written.append(write_png(out_dir / f"{path.stem}_seg.png", seg))
+        panels = [("input", resized)]
+        if restored:
+            restored_rgb = _to_uint8(restored[-1][0])
+            written.append(write_png(out_dir / f"{path.stem}_restored.png", restored_rgb))
+            panels.append(("restored", restored_rgb))
+        panels.append(("segmentation", seg))
+        written.append(write_png(out_dir / f"{path.stem}_sheet.png", sheet(panels)))
+    return written
