@@ -22,9 +22,12 @@ import platform
 import subprocess
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -311,7 +314,9 @@ def render_sample(
         clean = cv2.resize(clean, (w, h), interpolation=cv2.INTER_AREA)
         label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
         tilt = resize_field(tilt, out_shape)
-    std = tilt.reshape(2, -1).astype(np.float64).std(axis=1)
+    std = np.sqrt(
+        [np.var(component, dtype=np.float64) for component in tilt]
+    )  # field_std_*: the realised sample std of each component [px]
     record = {
         "cn2": params.cn2,
         "path_length_m": params.path_length_m,
@@ -380,25 +385,45 @@ def run_shard(
     h, w = task.out_shape
     from turbsim.cityscapes import CityscapesError
 
-    with shards.ShardWriter(
-        path,
-        split=task.split,
-        shard_index=task.index,
-        height=h,
-        width=w,
-        param_keys=PARAM_KEYS,
-        compression=recipe.compression,
-        store_flow=recipe.store_flow,
-        expected_count=len(task.samples),
-    ) as writer:
-        for sample in task.samples:
+    with (
+        shards.ShardWriter(
+            path,
+            split=task.split,
+            shard_index=task.index,
+            height=h,
+            width=w,
+            param_keys=PARAM_KEYS,
+            compression=recipe.compression,
+            store_flow=recipe.store_flow,
+            expected_count=len(task.samples),
+        ) as writer,
+        ThreadPoolExecutor(1) as renderer,
+    ):
+        # Render sample k + 1 on a thread while sample k is compressed and written: decoding,
+        # noise, FFTs and h5py's compression all release the GIL. Results stay in order and each
+        # sample's randomness is its own, so the bytes do not change.
+        def render(sample: PlannedSample) -> tuple[dict[str, Any] | None, Exception | None]:
             try:
-                rendered = render_sample(sample, recipe, task.out_shape)
+                return render_sample(sample, recipe, task.out_shape), None
             except CityscapesError as exc:
+                return None, exc
+
+        pending = deque()
+        samples = iter(task.samples)
+        for sample in islice(samples, 2):
+            pending.append((sample, renderer.submit(render, sample)))
+        while pending:
+            sample, future = pending.popleft()
+            rendered, error = future.result()
+            following = next(samples, None)
+            if following is not None:
+                pending.append((following, renderer.submit(render, following)))
+            if error is not None:
                 if not skip_bad:
-                    raise
-                skipped.append({"path": sample.image_path, "reason": str(exc)})
+                    raise error
+                skipped.append({"path": sample.image_path, "reason": str(error)})
                 continue
+            assert rendered is not None
             writer.add(
                 name=sample.stem,
                 distorted=rendered["distorted"],
@@ -754,8 +779,10 @@ def generate(
     def on_shard(record: dict[str, Any]) -> None:
         records[int(record["global_index"])] = record
 
-    if todo and not isinstance(plan.recipe.physics["height_m"], Range) and not isinstance(
-        plan.recipe.physics["aperture_m"], Range
+    if (
+        todo
+        and not isinstance(plan.recipe.physics["height_m"], Range)
+        and not isinstance(plan.recipe.physics["aperture_m"], Range)
     ):
         # rho is fixed: integrate (or load) its correlation table once here, not in each worker
         first = plan.recipe.sample_params(np.random.default_rng(0))
