@@ -57,6 +57,19 @@ def _default_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def _torch_save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(obj, tmp)
+        _default_permissions(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read or does not fit the network; one-line message."""
 
@@ -298,15 +311,7 @@ def save_imported(info: ImportedCheckpoint, path: str | os.PathLike) -> dict[str
     }
     if not path.parent.is_dir():
         raise CheckpointError(f"{path}: folder {path.parent} does not exist")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(payload, tmp)
-        _default_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _torch_save_atomic(payload, path)
     return payload
 
 
@@ -332,15 +337,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     path = Path(path)
     data = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(data, tmp)
-        _default_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _torch_save_atomic(data, path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
