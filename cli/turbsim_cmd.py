@@ -252,7 +252,9 @@ def field(
     "--store-flow",
     type=click.Choice(["none", "int16", "float16"]),
     default=None,
-    help="Also store the displacement field (int16 at 1/64 px, or float16).",
+    is_flag=False,
+    flag_value="int16",
+    help="Also store the displacement field: int16 at 1/64 px (the bare flag) or float16.",
 )
 @click.option(
     "--workers",

@@ -154,13 +154,35 @@ def test_cli_refuses_unphysical_values_before_writing(tree: Path, tmp_path: Path
 
 def test_cli_dry_run_and_existing_output(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    res = _cli(["generate", "--cityscapes", str(tree), "--out", str(out), "--dry-run",
-                "--cn2", "3e-13:1e-12", "--compression", "lzf"])
+    res = _cli(
+        [
+            "generate",
+            "--cityscapes",
+            str(tree),
+            "--out",
+            str(out),
+            "--dry-run",
+            "--cn2",
+            "3e-13:1e-12",
+            "--compression",
+            "lzf",
+        ]
+    )
     assert res.exit_code == 0, res.output
     assert "cn2 = [3e-13, 1e-12]" in res.output and "shards" in res.output
     assert not out.exists()
-    args = ["generate", "--cityscapes", str(tree), "--out", str(out), "--quiet",
-            "--compression", "lzf", "--shard-size", "4"]
+    args = [
+        "generate",
+        "--cityscapes",
+        str(tree),
+        "--out",
+        str(out),
+        "--quiet",
+        "--compression",
+        "lzf",
+        "--shard-size",
+        "4",
+    ]
     assert _cli(args).exit_code == 0
     again = _cli(args)
     assert again.exit_code != 0 and "--resume" in again.output
@@ -186,8 +208,19 @@ def test_bad_input_is_named_and_skip_bad_records_it(tree: Path, tmp_path: Path) 
     res = _cli(["generate", "--cityscapes", str(broken), "--out", str(tmp_path / "x"), "--quiet"])
     assert res.exit_code != 0 and label.name in res.output and "Traceback" not in res.output
     out = tmp_path / "y"
-    res = _cli(["generate", "--cityscapes", str(broken), "--out", str(out), "--quiet",
-                "--skip-bad", "--compression", "lzf"])
+    res = _cli(
+        [
+            "generate",
+            "--cityscapes",
+            str(broken),
+            "--out",
+            str(out),
+            "--quiet",
+            "--skip-bad",
+            "--compression",
+            "lzf",
+        ]
+    )
     assert res.exit_code == 0, res.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert any(label.name in json.dumps(s) for s in manifest["skipped"])
@@ -281,3 +314,47 @@ def test_preview_raw_images_are_the_stored_arrays(tree: Path, tmp_path: Path) ->
     stem = distorted.name.split("_", 1)[1].rsplit("_v0_distorted", 1)[0]
     rgb = cv2.cvtColor(cv2.imread(str(distorted)), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(rgb, _arrays(out)[("val", stem, 0)]["distorted"])
+
+
+def test_cli_store_flow_bare_flag_means_int16(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f"
+    res = _cli(
+        [
+            "generate",
+            "--cityscapes",
+            str(tree),
+            "--out",
+            str(out),
+            "--quiet",
+            "--compression",
+            "lzf",
+            "--splits",
+            "val",
+            "--store-flow",
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    manifest = shards.read_manifest(out)
+    assert manifest["recipe"]["store_flow"] == "int16"
+    with shards.ShardReader(out / manifest["shards"][0]["file"]) as reader:
+        assert reader[0]["flow"].shape == (2, H, W)
+    res = _cli(
+        [
+            "generate",
+            "--cityscapes",
+            str(tree),
+            "--out",
+            str(tmp_path / "g"),
+            "--quiet",
+            "--compression",
+            "lzf",
+            "--splits",
+            "val",
+            "--store-flow",
+            "float16",
+        ]
+    )
+    assert (
+        res.exit_code == 0
+        and shards.read_manifest(tmp_path / "g")["recipe"]["store_flow"] == "float16"
+    )
