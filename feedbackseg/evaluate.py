@@ -438,15 +438,15 @@ def _check_result(data: Any, path: Path) -> dict[str, Any]:
 
 
 def _last_validation(path: Path) -> dict[str, Any]:
+    from feedbackseg.plots import PlotError, read_metrics
+
+    try:
+        records = read_metrics(path)
+    except PlotError as error:
+        raise EvalError(str(error)) from None
     last = None
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise EvalError(f"{path}: line {number} is not valid JSON") from None
-        if isinstance(record, dict) and "val_miou" in record and "per_class" in record:
+    for record in records:
+        if "val_miou" in record and "per_class" in record:
             last = record
     if last is None:
         raise EvalError(f"{path}: no validation record (a run trained without validation?)")
