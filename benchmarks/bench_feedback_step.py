@@ -1,19 +1,35 @@
 """One training step of the spatial-feedback method: ours against a literal transcription.
 
-Times ``feedbackseg.models.feedback.feedback_train_step`` (the fast form) against
-``naive_train_step`` below, a straight transcription of the original loop (SPEC 2.4, literally:
-the pre-loop passes R(x), S(restored) run with autograd although their feedback signal at t = 1
-is zero), with the same modules, the same initial weights (deep copy), Adam optimisers as in
+Times ``feedbackseg.models.feedback.feedback_train_step`` (the fast form used by ``fbseg train``)
+against ``naive_train_step`` below, a straight transcription of the original loop (SPEC 2.4 and
+the release's ``train/main.py``, literally: the pre-loop passes R(x), S(restored) run with
+autograd), with the same modules, the same initial weights (deep copies), Adam optimisers as in
 SPEC 4 and the CB-iFL loss (BMVC 2020 weights, gammas 0, 0.1, 0.2). Batch 2, 224x448, T = 3, on
-the CPU by default. Dropout is disabled (its modules are put in eval mode) so that the two
-steps must give equal losses; BatchNorm stays in train mode, so running statistics differ (the
-naive loop's pre-loop passes update them with grad enabled, the fast one's without: the same
-values in exact arithmetic for T >= 2) and the max difference is printed.
+the CPU by default. Dropout is disabled (its modules are put in eval mode) so that the steps
+must give equal losses; BatchNorm stays in train mode.
 
-Also reports parameters and multiply-accumulates (MACs, counted with forward hooks on Conv2d,
+"Ours" runs in three forms (``--variants``), each compared with the naive loop (float32, NCHW):
+- ``ours-nchw``: float32 NCHW. Drops only the autograd graph of the pre-loop passes, which cannot
+  be skipped for T >= 2 (their logits are ``prev_logits`` at t = 2): losses, weights and BN
+  running statistics are bit-identical to the naive loop.
+- ``ours-nhwc``: float32 channels-last (``fbseg train --channels-last``; the default on CUDA).
+  Not bit-identical: besides other convolution kernels, PyTorch's NHWC train-mode BatchNorm
+  kernel on the CPU rounds ~30x worse than the NCHW one, which the "fwd err" column shows.
+- ``ours-nhwc-bf16``: channels-last under bfloat16 autocast (``fbseg train --amp`` on the CPU);
+  fast where the CPU has AMX / AVX-512 BF16, and not equal: bf16 keeps 8 significant bits.
+A control row (untimed, ``--no-control`` skips it) runs the naive loop again on one thread:
+the same math in another float32 summation order. It shows the size of "equal up to rounding"
+over a few steps: Adam turns the pure-rounding gradients of the conv biases that precede a
+train-mode BatchNorm (mathematically zero) into +-lr steps, so weights and BN statistics drift
+apart while the losses stay within ~1e-3.
+
+The "fwd err" column compares one train-mode forward pass S(R(x)) of each form with the same
+pass in float64. Also prints the ceiling of any pass elimination (if the pre-loop passes were
+free), and the parameters and multiply-accumulates (MACs, counted with forward hooks on Conv2d,
 ConvTranspose2d and Linear, batch 1 at the benchmark resolution) of R and S.
 
 Usage: python benchmarks/bench_feedback_step.py [--steps 3] [--small] [--threads N]
+       [--variants ours-nchw,ours-nhwc,ours-nhwc-bf16] [--no-control] [--profile]
 Prints a table and writes JSON (default benchmarks/results/feedback_step.json; with --small
 feedback_step_small.json). Never run as a test.
 """
@@ -21,6 +37,7 @@ feedback_step_small.json). Never run as a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -151,13 +168,15 @@ def count_macs(module: nn.Module, *inputs, **kwargs) -> int:
 
 
 @torch.no_grad()
-def bn_stats_max_diff(a: nn.Module, b: nn.Module) -> float:
+def bn_stats_max_diff(a: nn.Module, b: nn.Module) -> tuple[float, str]:
+    """(max over BN running-stat buffers of max|a - b| / max|b|, that buffer's name)."""
     diffs = [
-        float((x - y).abs().max())
+        (float((x - y).abs().max() / y.abs().max().clamp_min(1e-12)), name)
         for (name, x), (_, y) in zip(a.named_buffers(), b.named_buffers(), strict=True)
         if name.endswith(("running_mean", "running_var"))
     ]
-    return max(diffs) if diffs else 0.0
+    worst = max(diffs) if diffs else (0.0, "")
+    return worst if worst[0] > 0 else (0.0, "")
 
 
 @torch.no_grad()
@@ -183,6 +202,72 @@ def profile_fast_step(model, batch, opt_r, opt_s, seg_loss, iterations, rows=15)
 
 
 # ----------------------------------------------------------------------------- main
+#: name -> (channels_last, autocast dtype, description). "ours" is the fast step of the trainer.
+VARIANTS: dict[str, tuple[bool, torch.dtype | None, str]] = {
+    "ours-nchw": (False, None, "ours, float32 NCHW: same passes minus autograd of the pre-loop"),
+    "ours-nhwc": (True, None, "ours, float32 channels-last (--channels-last)"),
+    "ours-nhwc-bf16": (True, torch.bfloat16, "ours, channels-last + bf16 autocast (--amp)"),
+}
+
+
+CONTROL = "control-naive-1-thread"
+CONTROL_DESCRIPTION = "control: the naive loop again on 1 thread (float32 order only)"
+
+
+def to_channels_last(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(
+        x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in batch
+    )
+
+
+@torch.no_grad()
+def forward_error_vs_float64(
+    base: FeedbackSegmenter,
+    distorted: torch.Tensor,
+    forms: dict[str, tuple[bool, torch.dtype | None]],
+) -> dict[str, dict[str, float]]:
+    """Max |y - y64| / max |y64| of restored = R(x) and logits = S(restored), train mode
+    (BatchNorm on batch statistics, dropout off), for each (channels_last, autocast) form
+    against the same forward pass in float64 NCHW."""
+    ref = copy.deepcopy(base).double()
+    train_mode_without_dropout(ref)
+    restored_ref = ref.restorer(distorted.double())
+    logits_ref = ref.segmenter(restored_ref)
+    errors = {}
+    for name, (channels_last, dtype) in forms.items():
+        model = copy.deepcopy(base)
+        train_mode_without_dropout(model)
+        x = distorted
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast_or_not(dtype):
+            restored = model.restorer(x)
+            logits = model.segmenter(restored)
+        errors[name] = {
+            "restored": float(
+                (restored.double() - restored_ref).abs().max() / restored_ref.abs().max()
+            ),
+            "logits": float((logits.double() - logits_ref).abs().max() / logits_ref.abs().max()),
+        }
+    return errors
+
+
+def _autocast_or_not(dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cpu", dtype=dtype)
+
+
+def pass_elimination_ceiling(r_macs: int, r_fb_macs: int, s_macs: int, iterations: int) -> float:
+    """Upper bound on naive/ours from skipping the pre-loop passes entirely (which the math does
+    not allow for T >= 2), counting MACs: a backward pass costs two forwards (input and weight
+    gradients), R's first layer needs no input gradient (ignored: it only lowers the bound)."""
+    per_iteration = 3 * r_fb_macs + 3 * s_macs  # R fwd+bwd, S fwd (+ its bwd after the loop)
+    naive = r_macs + s_macs + iterations * per_iteration
+    return naive / (naive - r_macs - s_macs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3, help="timed steps per method (after 1 warm-up)")
@@ -193,6 +278,17 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=448)
     ap.add_argument("--iterations", type=int, default=3, help="feedback iterations T")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated subset of {', '.join(VARIANTS)}",
+    )
+    ap.add_argument(
+        "--no-control",
+        dest="control",
+        action="store_false",
+        help="skip the control row (the naive loop again on 1 thread)",
+    )
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -201,19 +297,19 @@ def main() -> None:
     if args.json is None:
         name = "feedback_step_small.json" if args.small else "feedback_step.json"
         args.json = Path(__file__).parent / "results" / name
+    names = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        ap.error(f"--variants: unknown {', '.join(unknown)}")
     b, h, w, T = args.batch, args.height, args.width, args.iterations
 
-    fast = build(args.small, args.seed)
-    naive = copy.deepcopy(fast)
-    for m in (fast, naive):
-        train_mode_without_dropout(m)
-    opt_fast, opt_naive = optimisers(fast), optimisers(naive)
+    base = build(args.small, args.seed)
     weights = BMVC2020_CLASS_WEIGHTS[:NUM_CLASSES]
     seg_loss = CBiFLLoss(weights, gamma_step=0.1)  # seg_loss(logits, label, t): gamma (t-1)/10
     data = synthetic_batch(b, h, w, args.seed + 1)
 
     # --- sizes (eval mode, batch 1: hooks do not touch BN statistics)
-    probe = copy.deepcopy(fast).eval()
+    probe = copy.deepcopy(base).eval()
     x1 = data[0][:1]
     zero_delta = torch.zeros(1, NUM_CLASSES, h, w)
     r_params = count_params(probe.restorer)
@@ -222,45 +318,105 @@ def main() -> None:
     r_macs = count_macs(probe.restorer, x1)
     r_fb_macs = count_macs(probe.restorer, x1, zero_delta, torch.zeros_like(x1))
     s_macs = count_macs(probe.segmenter, x1)
+    ceiling = pass_elimination_ceiling(r_macs, r_fb_macs, s_macs, T)
     del probe
+    forms = {"naive": (False, None)} | {n: VARIANTS[n][:2] for n in names}
+    fwd_errors = forward_error_vs_float64(base, data[0], forms)
 
-    # --- interleaved steps: warm-up + N timed, same batch each time; the order alternates so
-    # that a slow drift of the machine's load does not favour one method.
-    def run_fast():
-        return feedback_train_step(fast, *data, *opt_fast, seg_loss, iterations=T)
+    # --- one model copy, optimiser pair and batch per method, all from the same weights
+    runners = {}
+    naive = copy.deepcopy(base)
+    train_mode_without_dropout(naive)
+    opt_naive = optimisers(naive)
+    runners["naive"] = lambda: naive_train_step(naive, *data, *opt_naive, weights, T)
+    models = {"naive": naive}
+    if args.control:
+        control = copy.deepcopy(naive)
+        opt_control = optimisers(control)
+    for name in names:
+        channels_last, dtype, _ = VARIANTS[name]
+        model = copy.deepcopy(base)
+        train_mode_without_dropout(model)
+        batch = data
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+            batch = to_channels_last(data)
+        opts = optimisers(model)
+        models[name] = model
+        runners[name] = lambda m=model, x=batch, o=opts, d=dtype: feedback_train_step(
+            m, *x, *o, seg_loss, iterations=T, autocast_dtype=d
+        )
 
-    def run_naive():
-        return naive_train_step(naive, *data, *opt_naive, weights, T)
-
-    t_fast, t_naive, cpu_fast, cpu_naive, loss_diffs, rows_losses = [], [], [], [], [], []
+    # --- interleaved steps: warm-up + N timed, same batch each time; the order rotates so that
+    # a slow drift of the machine's load does not favour one method.
+    order = list(runners)
+    wall = {k: [] for k in order}
+    cpu = {k: [] for k in order}
+    losses: list[dict[str, dict[str, float]]] = []
     for step in range(args.steps + 1):
-        if step % 2 == 0:
-            dt_f, ct_f, lf = _timed(run_fast)
-            dt_n, ct_n, ln = _timed(run_naive)
-        else:
-            dt_n, ct_n, ln = _timed(run_naive)
-            dt_f, ct_f, lf = _timed(run_fast)
-        diff = max(abs(lf[k] - ln[k]) / max(abs(ln[k]), 1e-12) for k in ln)
-        rows_losses.append({"fast": lf, "naive": ln})
-        loss_diffs.append(diff)
+        shift = step % len(order)
+        row = {}
+        for name in order[shift:] + order[:shift]:
+            dt, ct, out = _timed(runners[name])
+            row[name] = out
+            if step > 0:
+                wall[name].append(dt)
+                cpu[name].append(ct)
+        losses.append(row)
         tag = "warm-up" if step == 0 else f"step {step}"
         print(
-            f"{tag:8} fast {dt_f:8.3f} s (cpu {ct_f:8.3f})  naive {dt_n:8.3f} s (cpu {ct_n:8.3f})"
-            f"  loss_seg {lf['loss_seg']:.6f} / {ln['loss_seg']:.6f}"
-            f"  l1 {lf['loss_l1']:.6f} / {ln['loss_l1']:.6f}  max rel diff {diff:.2e}",
+            f"{tag:8} "
+            + "  ".join(f"{k} {row[k]['loss_seg']:.6f}" for k in order)
+            + ("" if step == 0 else "  |  " + "  ".join(f"{k} {wall[k][-1]:.2f} s" for k in order)),
             flush=True,
         )
-        if step > 0:
-            t_fast.append(dt_f)
-            t_naive.append(dt_n)
-            cpu_fast.append(ct_f)
-            cpu_naive.append(ct_n)
 
-    med_fast, med_naive = statistics.median(t_fast), statistics.median(t_naive)
-    speedup = med_naive / med_fast
-    cpu_speedup = statistics.median(cpu_naive) / statistics.median(cpu_fast)
-    bn_diff = bn_stats_max_diff(fast, naive)
-    par_diff = params_max_diff(fast, naive)
+    if args.control:
+        # the naive loop again, untimed, on one thread: the same math in another float32
+        # summation order, the yardstick for "equal up to rounding"
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        for row in losses:
+            row[CONTROL] = naive_train_step(control, *data, *opt_control, weights, T)
+        torch.set_num_threads(threads)
+        models[CONTROL] = control
+        print(f"control  {CONTROL} " + "  ".join(f"{r[CONTROL]['loss_seg']:.6f}" for r in losses))
+
+    def rel_loss_diff(name: str, rows: list[dict[str, dict[str, float]]]) -> float:
+        return max(
+            abs(r[name][k] - r["naive"][k]) / max(abs(r["naive"][k]), 1e-12)
+            for r in rows
+            for k in r["naive"]
+        )
+
+    compared = [n for n in models if n != "naive"]
+    bn_diffs = {name: bn_stats_max_diff(models[name], naive) for name in compared}
+
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    timed = set(names)
+    summary = {
+        name: {
+            "description": VARIANTS[name][2] if name in VARIANTS else CONTROL_DESCRIPTION,
+            "seconds_median": med.get(name),
+            "speedup_naive_over_this": med["naive"] / med[name] if name in timed else None,
+            "cpu_seconds_median": med_cpu.get(name),
+            "cpu_speedup_naive_over_this": med_cpu["naive"] / med_cpu[name]
+            if name in timed
+            else None,
+            "first_step_rel_loss_diff_vs_naive": rel_loss_diff(name, losses[:1]),
+            "max_rel_loss_diff_vs_naive": rel_loss_diff(name, losses),
+            "max_abs_param_diff_vs_naive": params_max_diff(models[name], naive),
+            "max_rel_bn_running_stat_diff_vs_naive": bn_diffs[name][0],
+            "bn_buffer_of_max_diff": bn_diffs[name][1],
+            "forward_rel_error_vs_float64": fwd_errors.get(name),
+        }
+        for name in compared
+    }
+
+    def fwd(name: str) -> str:
+        e = fwd_errors.get(name)
+        return "-" if e is None else f"{e['restored']:.1e} / {e['logits']:.1e}"
 
     print()
     print(
@@ -269,16 +425,38 @@ def main() -> None:
         f"threads {torch.get_num_threads()}  torch {torch.__version__}  "
         f"{platform.processor() or platform.machine()}  (median of {args.steps})"
     )
-    table = [
-        ("naive literal loop (SPEC 2.4) [s]", f"{med_naive:.3f}"),
-        ("ours: feedback_train_step [s]", f"{med_fast:.3f}"),
-        ("speed-up naive / ours (goal >= 2)", f"{speedup:.3f}"),
-        ("naive, process CPU time [s]", f"{statistics.median(cpu_naive):.3f}"),
-        ("ours, process CPU time [s]", f"{statistics.median(cpu_fast):.3f}"),
-        ("speed-up in CPU time", f"{cpu_speedup:.3f}"),
-        ("max rel. loss difference (all steps)", f"{max(loss_diffs):.2e}"),
-        ("max |param diff| after all steps", f"{par_diff:.2e}"),
-        ("max |BN running stat diff|", f"{bn_diff:.2e}"),
+    head = ("method", "wall [s]", "naive/this", "CPU [s]", "fwd err R / S vs fp64",
+            "loss diff step 1", "loss diff max", "|param diff|", "BN stat rel diff")  # fmt: skip
+    rows = [("naive literal loop (SPEC 2.4), fp32 NCHW", f"{med['naive']:.3f}", "1.000",
+             f"{med_cpu['naive']:.3f}", fwd("naive"), "-", "-", "-", "-")]  # fmt: skip
+    for name, r in summary.items():
+        speedup = r["speedup_naive_over_this"]
+        rows.append((
+            r["description"], "-" if speedup is None else f"{r['seconds_median']:.3f}",
+            "-" if speedup is None else f"{speedup:.3f}",
+            "-" if speedup is None else f"{r['cpu_seconds_median']:.3f}", fwd(name),
+            f"{r['first_step_rel_loss_diff_vs_naive']:.1e}",
+            f"{r['max_rel_loss_diff_vs_naive']:.1e}",
+            f"{r['max_abs_param_diff_vs_naive']:.1e}",
+            f"{r['max_rel_bn_running_stat_diff_vs_naive']:.1e}",
+        ))  # fmt: skip
+    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
+    fmt = "| " + " | ".join(f"{{:<{widths[0]}}}" if i == 0 else f"{{:>{wd}}}"
+                            for i, wd in enumerate(widths)) + " |"  # fmt: skip
+    print(fmt.format(*head))
+    print("|" + "|".join("-" * (wd + 2) for wd in widths) + "|")
+    for row in rows:
+        print(fmt.format(*row))
+    print(
+        "(fwd err: max relative error of R's restored image / S's logits against the same"
+        " train-mode forward in float64; loss diffs: max relative difference of loss_seg,"
+        " loss_l1, loss_l1_last from the naive loop's, at the first step and over all steps;"
+        " BN: the worst buffer, relative to its largest entry)"
+    )
+    print()
+    facts = [
+        ("goal (issue 4): naive/ours >= 2 at equal outputs", ""),
+        ("ceiling of skipping the pre-loop passes outright (MACs)", f"{ceiling:.3f}"),
         ("R params (with feedback block) [M]", f"{r_params / 1e6:.3f}"),
         ("  of which feedback block", f"{fb_params:,}"),
         ("S params (ERFNet) [M]", f"{s_params / 1e6:.3f}"),
@@ -286,11 +464,9 @@ def main() -> None:
         (f"R MACs / image, with feedback [G] @ {h}x{w}", f"{r_fb_macs / 1e9:.2f}"),
         (f"S MACs / image [G] @ {h}x{w}", f"{s_macs / 1e9:.2f}"),
     ]
-    width = max(len(k) for k, _ in table)
-    print(f"| {'what':<{width}} | {'value':>10} |")
-    print(f"|{'-' * (width + 2)}|{'-' * 12}|")
-    for k, v in table:
-        print(f"| {k:<{width}} | {v:>10} |")
+    width = max(len(k) for k, _ in facts)
+    for k, v in facts:
+        print(f"  {k:<{width}}  {v}")
 
     result = {
         "config": {
@@ -306,23 +482,24 @@ def main() -> None:
             "dropout": "disabled (eval mode)",
             "loss": "CB-iFL, BMVC2020_CLASS_WEIGHTS[:19], gammas 0, 0.1, 0.2",
         },
-        "seconds": {"naive_median": med_naive, "fast_median": med_fast},
-        "naive_times": t_naive,
-        "fast_times": t_fast,
-        "speedup_naive_over_fast": speedup,
-        "cpu_seconds": {"naive": cpu_naive, "fast": cpu_fast},
-        "cpu_speedup_naive_over_fast": cpu_speedup,
+        "naive": {
+            "seconds_median": med["naive"],
+            "cpu_seconds_median": med_cpu["naive"],
+            "forward_rel_error_vs_float64": fwd_errors["naive"],
+        },
+        "variants": summary,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "losses": losses,
+        "pass_elimination_ceiling": ceiling,
         "load_average_1min_at_end": os.getloadavg()[0],
-        "max_rel_loss_diff": max(loss_diffs),
-        "losses": rows_losses,
-        "max_abs_param_diff": par_diff,
-        "max_abs_bn_running_stat_diff": bn_diff,
         "params": {"restorer": r_params, "feedback_block": fb_params, "segmenter": s_params},
         "macs_per_image": {
             "restorer_no_feedback": r_macs,
             "restorer_with_feedback": r_fb_macs,
             "segmenter": s_macs,
         },
+        "cpu_flags": _cpu_flags(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -334,7 +511,21 @@ def main() -> None:
     print(f"wrote {args.json}")
 
     if args.profile:
-        print(profile_fast_step(fast, data, *opt_fast, seg_loss, T))
+        prof_name = names[0] if names else "ours-nchw"
+        model = models.get(prof_name, base)
+        batch = to_channels_last(data) if VARIANTS[prof_name][0] else data
+        print(profile_fast_step(model, batch, *optimisers(model), seg_loss, T))
+
+
+def _cpu_flags() -> list[str]:
+    """The CPU features that decide the bf16 row: AMX / AVX-512 BF16 (Linux only)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    wanted = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
+    flags = set(next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split())
+    return [f for f in wanted if f in flags]
 
 
 if __name__ == "__main__":

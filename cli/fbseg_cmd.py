@@ -58,7 +58,16 @@ def main() -> None:
     default=None,
     help="auto = CUDA when available. [auto]",
 )
-@click.option("--amp/--no-amp", default=None, help="Mixed precision. [on for CUDA only]")
+@click.option(
+    "--amp/--no-amp",
+    default=None,
+    help="Mixed precision (bf16 on the CPU, fast with AMX). [on for CUDA only]",
+)
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=None,
+    help="Channels-last (NHWC) memory format. [on for CUDA only]",
+)
 @click.option("--seed", type=int, default=None, help="Root seed. [0]")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between last.pt. [500]")
 @click.option("--resume", is_flag=True, help="Continue RUN from RUN/last.pt.")

@@ -106,7 +106,9 @@ class TrainConfig:
         device: "auto", "cpu" or "cuda".
         amp: mixed precision; None = on for CUDA (bf16 where supported, else fp16 with a
             GradScaler), off on CPU.
-        channels_last: channels-last memory format; None = on for CUDA.
+        channels_last: channels-last (NHWC) memory format; None = on for CUDA. Off by default
+            on the CPU: there it is 1.0-1.3x faster, but PyTorch's NHWC train-mode BatchNorm
+            kernel rounds ~30x worse than the NCHW one (``benchmarks/bench_feedback_step.py``).
         seed: root seed (weights, dropout, shuffling, augmentation).
         small: narrow restorer (base width 8) for CPU work.
         pretrained_encoder: ERFNet encoder weights of an original release to start S from.

@@ -461,14 +461,66 @@ def test_train_step_with_grad_scaler_matches_plain_step(gen: torch.Generator) ->
     torch.testing.assert_close(results[0][1], results[1][1])
 
 
-def test_train_step_under_bfloat16_autocast_is_finite(gen: torch.Generator) -> None:
-    model = tiny_feedback_model().train()
+def _step_variant(base, data, channels_last: bool, autocast_dtype=None, iterations: int = 2):
+    model = copy.deepcopy(base).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        data = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+                     for x in data)  # fmt: skip
     opt_r, opt_s = optimisers(model)
-    losses = feedback_train_step(
-        model, *batch(gen), opt_r, opt_s, toy_seg_loss, iterations=2, autocast_dtype=torch.bfloat16
+    torch.manual_seed(3)
+    losses = feedback_train_step(model, *data, opt_r, opt_s, toy_seg_loss, iterations=iterations,
+                                 autocast_dtype=autocast_dtype)  # fmt: skip
+    return model, losses
+
+
+def test_train_step_in_channels_last_equals_the_contiguous_step(gen: torch.Generator) -> None:
+    """Channels-last (NHWC: the CUDA default, --channels-last) runs the same T = 3 step as NCHW,
+    dropout on.
+
+    In float64, so that the comparison is tight: in float32 the CPU's NHWC train-mode BatchNorm
+    kernel rounds ~30x worse than the NCHW one, and the BatchNorm of this tiny model (16 values
+    per channel at 1/8 resolution) amplifies that to ~1e-3 in the losses, which would hide a
+    real error."""
+    base = tiny_feedback_model().double()
+    data = tuple(x.double() if x.is_floating_point() else x for x in batch(gen))
+    plain, plain_losses = _step_variant(base, data, channels_last=False, iterations=3)
+    nhwc, nhwc_losses = _step_variant(base, data, channels_last=True, iterations=3)
+    assert nhwc_losses == pytest.approx(plain_losses, rel=1e-6)
+    for (name, p), q in zip(plain.named_parameters(), nhwc.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=0, atol=1e-6, msg=name)
+    for (name, b), c in zip(plain.named_buffers(), nhwc.buffers(), strict=True):
+        torch.testing.assert_close(c, b, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_channels_last_forward_runs_in_nhwc_and_agrees(gen: torch.Generator) -> None:
+    """float32 inference: the NHWC model keeps the format end to end (so oneDNN / cuDNN get
+    NHWC kernels) and agrees with NCHW to float32 rounding (eval-mode BatchNorm)."""
+    model = tiny_feedback_model().eval()
+    x = batch(gen)[0]
+    with torch.no_grad():
+        plain = model(x, iterations=2)
+        model.to(memory_format=torch.channels_last)
+        nhwc = model(x.contiguous(memory_format=torch.channels_last), iterations=2)
+    assert (
+        model.restorer.down_path[0].block[0].weight.is_contiguous(memory_format=torch.channels_last)
     )
-    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    for t in (nhwc.flows[-1], nhwc.logits[-1]):  # (grid_sample returns NCHW images)
+        assert t.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(plain.logits + plain.restored, nhwc.logits + nhwc.restored, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_train_step_under_bfloat16_autocast_stays_near_float32(gen: torch.Generator) -> None:
+    """CPU mixed precision (``--amp`` on the CPU): finite, and the losses of one step within
+    bfloat16's precision (8 significant bits, relative step 2**-8) of the float32 step."""
+    base, data = tiny_feedback_model(), batch(gen)
+    _, fp32 = _step_variant(base, data, channels_last=False)
+    model, bf16 = _step_variant(base, data, channels_last=True, autocast_dtype=torch.bfloat16)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    for key in fp32:
+        assert bf16[key] == pytest.approx(fp32[key], rel=4 * 2.0**-8), key
+    assert bf16 != fp32  # autocast really ran in bfloat16
 
 
 def test_train_step_rejects_bad_iterations(gen: torch.Generator) -> None:

@@ -218,6 +218,29 @@ def test_cli_trains_each_mode(shards: Path, tmp_path: Path, mode: str) -> None:
     assert "2 steps" in result.output.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    ("flags", "amp", "nhwc"),
+    [
+        ([], None, None),
+        (["--amp", "--channels-last"], True, True),
+        (["--no-amp", "--no-channels-last"], False, False),
+    ],
+)
+def test_precision_and_memory_format_flags(
+    shards: Path, tmp_path: Path, flags: list[str], amp: bool | None, nhwc: bool | None
+) -> None:
+    """--amp (bfloat16 autocast on the CPU) and the memory-format flag reach the run's config
+    and train; the defaults are recorded as None (resolved per device: both on for CUDA only)."""
+    run = tmp_path / "run"
+    result = _cli(str(shards), "--out", str(run), "--mode", "restore-seg", "--max-steps", "1",
+                  "--log-every", "1", "--val-split", "none", *FAST, *flags)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["amp"] is amp and config["channels_last"] is nhwc
+    (record,) = [r for r in _records(run) if r["kind"] == "train"]
+    assert math.isfinite(record["loss_seg"]) and math.isfinite(record["loss_l1"])
+
+
 def test_resume_gives_the_same_weights_as_one_run(shards: Path, tmp_path: Path) -> None:
     """5 steps in one go == 3 steps (mid-epoch) + --resume to 5; feedback T = 2, dropout on."""
     common = {"mode": "feedback", "iterations": 2, "seed": 11, "log_every": 1, "val_every": 2}
