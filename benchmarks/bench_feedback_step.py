@@ -31,7 +31,8 @@ ConvTranspose2d and Linear, batch 1 at the benchmark resolution) of R and S.
 Usage: python benchmarks/bench_feedback_step.py [--steps 3] [--small] [--threads N]
        [--variants ours-nchw,ours-nhwc,ours-nhwc-bf16] [--no-control] [--profile]
 Prints a table and writes JSON (default benchmarks/results/feedback_step.json; with --small
-feedback_step_small.json). Never run as a test.
+feedback_step_small.json). Times are never asserted: tests/test_benchmarks.py runs it tiny and
+checks only its equality and accuracy columns.
 """
 
 from __future__ import annotations
