@@ -10,6 +10,7 @@ import pytest
 
 from turbsim.recipe import (
     DEFAULT_RECIPE,
+    RHO_GRID_STEP,
     Range,
     RecipeError,
     builtin_recipes,
@@ -42,7 +43,7 @@ def test_bmvc2020_recipe() -> None:
 
 def test_flags_override_recipe_which_overrides_defaults(tmp_path) -> None:
     f = tmp_path / "r.toml"
-    f.write_text('seed = 7\nshard_size = 5\n[physics]\ncn2 = 2e-13\npath_length_m = 3000\n')
+    f.write_text("seed = 7\nshard_size = 5\n[physics]\ncn2 = 2e-13\npath_length_m = 3000\n")
     r = resolve_recipe(f, {"seed": 9, "cn2": None, "path_length_m": "2000:4000"})
     assert r.seed == 9  # flag wins
     assert r.shard_size == 5  # recipe file wins over defaults
@@ -67,6 +68,36 @@ def test_ranges_are_sampled_reproducibly_and_cn2_log_uniformly() -> None:
     assert abs(lengths.mean() - 6000) < 4 * 8000 / math.sqrt(12 * n)
     again = [resolve_recipe(None, {"cn2": "1e-14:1e-12"}).sample_params(np.random.default_rng(3))]
     assert again[0].cn2 == draws[0].cn2
+
+
+def test_rho_ranges_are_drawn_on_a_one_percent_log_grid() -> None:
+    """height and aperture set rho = L0 / D (one correlation table each): their draws are
+    rounded to exp(k / 100), so 3..5 m gives at most 52 rho values, not one per image; the
+    rounded value is what the sample records. Path length stays continuous."""
+    r = resolve_recipe(
+        None, {"height_m": "3:5", "aperture_m": "0.05:0.06", "path_length_m": "2000:3000"}
+    )
+    assert r.physics["height_m"] == Range(3.0, 5.0, log=False, grid=RHO_GRID_STEP)
+    rng = np.random.default_rng(5)
+    draws = [r.sample_params(rng) for _ in range(4000)]
+    heights = np.array([p.height_m for p in draws])
+    apertures = np.array([p.aperture_m for p in draws])
+    for values, lo, hi in ((heights, 3.0, 5.0), (apertures, 0.05, 0.06)):
+        assert values.min() >= lo and values.max() <= hi
+        k = np.log(values) / RHO_GRID_STEP
+        np.testing.assert_allclose(k, np.round(k), atol=1e-6)  # on the grid
+        assert len(set(values)) <= math.floor(math.log(hi / lo) / RHO_GRID_STEP) + 1
+    # still uniform on [3, 5]: mean 4, sd 2 / sqrt(12); the rounding (<= 0.5 % of the value,
+    # symmetric inside the range) moves the mean by far less than the standard error
+    n = len(draws)
+    assert abs(heights.mean() - 4.0) < 4 * 2 / math.sqrt(12 * n)
+    # rho = 0.4 h / D lies on one lattice in log rho; the table key rounds away the float
+    # noise of equal ratios reached from different (h, D) pairs
+    assert len({p.shape_key()[1] for p in draws}) <= 52 + 19 - 1
+    assert len({p.path_length_m for p in draws}) == n  # not rounded
+    assert Range(4.0, 4.01, log=False, grid=RHO_GRID_STEP).sample(rng) == pytest.approx(
+        math.sqrt(4.0 * 4.01)
+    )  # no grid point inside: the geometric mean
 
 
 @pytest.mark.parametrize(

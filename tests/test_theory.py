@@ -177,6 +177,28 @@ def test_shape_depends_only_on_rho_and_eta(reference_params: TurbulenceParams) -
     np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
+def test_equal_rho_reached_along_other_float_paths_shares_one_table(
+    reference_params: TurbulenceParams,
+) -> None:
+    """rho = 0.4 h / D from two (h, D) pairs of one ratio differs in the last bits; the table
+    (and filter) key rounds to 12 significant digits, so both get the same cached table."""
+    rho = reference_params.rho
+    nudged = rho * (1 + 4e-16)
+    assert nudged != rho
+    assert correlation_table(nudged, "spherical", "fast") is correlation_table(
+        rho, "spherical", "fast"
+    )
+    for scale in (3.03, 5.05, 1.1):  # D, h and L scaled together: the same rho and f theta_D
+        # (3.03 changes the float f theta_D, 5.05 the float rho, in their last bits)
+        other = TurbulenceParams(
+            cn2=1e-12,
+            path_length_m=reference_params.path_length_m * scale,
+            aperture_m=reference_params.aperture_m * scale,
+            height_m=reference_params.height_m * scale,
+        )
+        assert other.shape_key() == reference_params.shape_key(), scale
+
+
 def test_disk_cache_round_trip_and_repair(tmp_path, monkeypatch) -> None:
     from turbsim import theory
 

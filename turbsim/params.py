@@ -41,6 +41,13 @@ def _check_positive(name: str, value: Any) -> float:
     return value
 
 
+def shape_value(x: float) -> float:
+    """``x`` rounded to 12 significant digits: the key of the cached correlation tables and
+    filters, so that one value reached along different float paths (e.g. rho = 0.4 h / D for
+    two (h, D) pairs of the same ratio) shares one table. A relative change below 5e-13."""
+    return float(f"{x:.12g}")
+
+
 @dataclass(frozen=True)
 class TurbulenceParams:
     """Physical parameters of one imaging geometry through turbulence.
@@ -139,11 +146,12 @@ class TurbulenceParams:
         return replace(self, cn2=cn2)
 
     def shape_key(self) -> tuple[float, float, str]:
-        """What the correlation *shape* on the pixel grid depends on: (f theta_D, rho, wave).
+        """What the correlation *shape* on the pixel grid depends on: (f theta_D, rho, wave),
+        each number rounded by :func:`shape_value`.
 
         Cn2 only scales the amplitude; the cached spectral filter is keyed by this.
         """
-        return (self.f_theta_d_px, self.rho, self.wave)
+        return (shape_value(self.f_theta_d_px), shape_value(self.rho), self.wave)
 
     def to_dict(self) -> dict[str, Any]:
         """The constructor arguments as a plain dict (JSON-serialisable)."""

@@ -7,7 +7,11 @@ root seed. Resolution order: :data:`DEFAULT_RECIPE` <- recipe file <- command-li
 The resolved recipe is saved in the manifest together with its hash.
 
 Ranges: a physics value may be ``"LO:HI"`` (or a two-element list). ``cn2`` ranges are sampled
-log-uniformly (Cn2 spans decades), every other range uniformly.
+log-uniformly (Cn2 spans decades), every other range uniformly. Draws of ``height_m`` and
+``aperture_m``, the two parameters of rho = L0 / D, are then rounded to the nearest point of a
+grid with 1 % steps in log space (:data:`RHO_GRID_STEP`), and the rounded value is the one the
+sample records and is rendered with: every new rho costs a correlation-table integration
+(~13 s, then cached on disk), so a dataset needs a few dozen of them instead of one per image.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from turbsim.params import POSITIVE_FIELDS, WAVES, TurbulenceParams
 PHYSICS_KEYS: tuple[str, ...] = POSITIVE_FIELDS
 #: Ranges of these keys are sampled log-uniformly; others uniformly.
 LOG_UNIFORM_KEYS = frozenset({"cn2"})
+#: Draws of these keys (they set rho = L0 / D) are rounded to the grid exp(k * RHO_GRID_STEP).
+GRID_KEYS = frozenset({"height_m", "aperture_m"})
+#: Step of that grid in ln (1 %).
+RHO_GRID_STEP = 0.01
 
 COMPRESSIONS = ("gzip", "lzf", "none")
 FLOW_STORAGE = ("none", "int16", "float16")
@@ -73,19 +81,35 @@ class RecipeError(ValueError):
 
 @dataclass(frozen=True)
 class Range:
-    """A physics value sampled per image: uniform on [lo, hi], or log-uniform for Cn2."""
+    """A physics value sampled per image: uniform on [lo, hi], or log-uniform for Cn2.
+
+    With ``grid`` > 0 the draw is rounded to the nearest point exp(k * grid) (integer k) inside
+    [lo, hi]; a range that holds no grid point gives its geometric mean.
+    """
 
     lo: float
     hi: float
     log: bool
+    grid: float = 0.0
 
     def sample(self, rng: np.random.Generator) -> float:
         """One draw [unit of the parameter] from ``rng``."""
         if self.lo == self.hi:
             return self.lo
         if self.log:
-            return float(math.exp(rng.uniform(math.log(self.lo), math.log(self.hi))))
-        return float(rng.uniform(self.lo, self.hi))
+            value = float(math.exp(rng.uniform(math.log(self.lo), math.log(self.hi))))
+        else:
+            value = float(rng.uniform(self.lo, self.hi))
+        return self.snap(value) if self.grid > 0 else value
+
+    def snap(self, value: float) -> float:
+        """``value`` rounded to the grid, kept inside [lo, hi]."""
+        k_lo = math.ceil(math.log(self.lo) / self.grid - 1e-9)
+        k_hi = math.floor(math.log(self.hi) / self.grid + 1e-9)
+        if k_lo > k_hi:
+            return math.sqrt(self.lo * self.hi)
+        k = min(max(round(math.log(value) / self.grid), k_lo), k_hi)
+        return min(max(math.exp(k * self.grid), self.lo), self.hi)
 
 
 def _parse_physics_value(key: str, value: Any, source: str) -> float | Range:
@@ -108,7 +132,7 @@ def _parse_physics_value(key: str, value: Any, source: str) -> float | Range:
                 raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}")
         if hi < lo:
             raise RecipeError(f"{source}: {key} range must have LO <= HI, got {value!r}")
-        return Range(lo, hi, key in LOG_UNIFORM_KEYS)
+        return Range(lo, hi, key in LOG_UNIFORM_KEYS, RHO_GRID_STEP if key in GRID_KEYS else 0.0)
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.special as sp
 
-from turbsim.params import WAVES, TurbulenceParams
+from turbsim.params import WAVES, TurbulenceParams, shape_value
 
 #: b in the Cheon-Muschinski closed forms.
 _B = 0.5216
@@ -335,12 +335,14 @@ def correlation_table(
 ) -> CorrelationTable:
     """Tilt correlation table for rho = L0 / D, computed once per user and cached on disk.
 
-    The cache (``cache_dir()``) is keyed by (rho, wave, quadrature, format version); a damaged
+    rho is first rounded to 12 significant digits (:func:`turbsim.params.shape_value`). The
+    cache (``cache_dir()``) is keyed by (rho, wave, quadrature, format version); a damaged
     file is recomputed. With ``use_cache=False`` nothing is read or written.
     """
+    rho = shape_value(float(rho))
     if not use_cache:
         return compute_correlation_table(rho, wave, quadrature)
-    return _correlation_table_cached(float(rho), wave, quadrature)
+    return _correlation_table_cached(rho, wave, quadrature)
 
 
 def tilt_correlation(
