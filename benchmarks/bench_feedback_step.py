@@ -24,9 +24,12 @@ train-mode BatchNorm (mathematically zero) into +-lr steps, so weights and BN st
 apart while the losses stay within ~1e-3.
 
 The "fwd err" column compares one train-mode forward pass S(R(x)) of each form with the same
-pass in float64. Also prints the ceiling of any pass elimination (if the pre-loop passes were
-free), and the parameters and multiply-accumulates (MACs, counted with forward hooks on Conv2d,
-ConvTranspose2d and Linear, batch 1 at the benchmark resolution) of R and S.
+pass in float64; the script also prints the feedback signal delta_t that R receives at t = 2, 3
+of the first step (every method starts from the same weights) and the rms rounding noise of
+S's logits: the measurements behind training in float32 by default. Also prints the ceiling of
+any pass elimination (if the pre-loop passes were free), and the parameters and
+multiply-accumulates (MACs, counted with forward hooks on Conv2d, ConvTranspose2d and Linear,
+batch 1 at the benchmark resolution) of R and S.
 
 Usage: python benchmarks/bench_feedback_step.py [--steps 3] [--small] [--threads N]
        [--variants ours-nchw,ours-nhwc,ours-nhwc-bf16] [--no-control] [--profile]
@@ -194,6 +197,25 @@ def _timed(fn):
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
+class DeltaRecorder:
+    """Keeps float32 copies of the feedback signal delta_t = logits(t-1) - logits(t-2) that
+    R receives at each iteration, while ``active`` (a forward pre-hook on the restorer)."""
+
+    def __init__(self, restorer: nn.Module) -> None:
+        self.deltas: list[torch.Tensor] = []
+        self.active = False
+        restorer.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        delta = args[1] if len(args) > 1 else kwargs.get("delta")
+        if self.active and delta is not None:
+            self.deltas.append(delta.detach().float().contiguous().clone())
+
+
+def rms(x: torch.Tensor) -> float:
+    return float(x.double().pow(2).mean().sqrt())
+
+
 def profile_fast_step(model, batch, opt_r, opt_s, seg_loss, iterations, rows=15) -> str:
     from torch.profiler import ProfilerActivity, profile
 
@@ -250,6 +272,8 @@ def forward_error_vs_float64(
                 (restored.double() - restored_ref).abs().max() / restored_ref.abs().max()
             ),
             "logits": float((logits.double() - logits_ref).abs().max() / logits_ref.abs().max()),
+            "logits_rms_error": rms(logits.double() - logits_ref),
+            "logits_rms": rms(logits_ref),
         }
     return errors
 
@@ -348,6 +372,12 @@ def main() -> None:
             m, *x, *o, seg_loss, iterations=T, autocast_dtype=d
         )
 
+    # the feedback signals of the first (warm-up) step, which every method starts from the
+    # same weights
+    recorders = {name: DeltaRecorder(m.restorer) for name, m in models.items()}
+    if args.control:
+        recorders[CONTROL] = DeltaRecorder(control.restorer)
+
     # --- interleaved steps: warm-up + N timed, same batch each time; the order rotates so that
     # a slow drift of the machine's load does not favour one method.
     order = list(runners)
@@ -358,7 +388,9 @@ def main() -> None:
         shift = step % len(order)
         row = {}
         for name in order[shift:] + order[:shift]:
+            recorders[name].active = step == 0
             dt, ct, out = _timed(runners[name])
+            recorders[name].active = False
             row[name] = out
             if step > 0:
                 wall[name].append(dt)
@@ -377,8 +409,10 @@ def main() -> None:
         # summation order, the yardstick for "equal up to rounding"
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        for row in losses:
+        for step, row in enumerate(losses):
+            recorders[CONTROL].active = step == 0
             row[CONTROL] = naive_train_step(control, *data, *opt_control, weights, T)
+            recorders[CONTROL].active = False
         torch.set_num_threads(threads)
         models[CONTROL] = control
         print(f"control  {CONTROL} " + "  ".join(f"{r[CONTROL]['loss_seg']:.6f}" for r in losses))
@@ -392,6 +426,15 @@ def main() -> None:
 
     compared = [n for n in models if n != "naive"]
     bn_diffs = {name: bn_stats_max_diff(models[name], naive) for name in compared}
+    reference = recorders["naive"].deltas
+    signals = {
+        name: [
+            {"t": t + 1, "rms": rms(d), "rms_diff_vs_naive": rms(d - ref)}
+            for t, (d, ref) in enumerate(zip(rec.deltas, reference, strict=True))
+            if t > 0  # t = 1: delta is exactly zero in every form
+        ]
+        for name, rec in recorders.items()
+    }
 
     med = {k: statistics.median(v) for k, v in wall.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
@@ -455,6 +498,21 @@ def main() -> None:
         " BN: the worst buffer, relative to its largest entry)"
     )
     print()
+    print(
+        "feedback signal delta_t = logits(t-1) - logits(t-2) that R receives, first step "
+        "(same weights everywhere): rms, and rms of its difference from the naive loop's"
+    )
+    for name, rows_t in signals.items():
+        cells = "  ".join(
+            f"t={r['t']}: {r['rms']:.2e} (diff {r['rms_diff_vs_naive']:.2e})" for r in rows_t
+        )
+        print(f"  {name:24} {cells}")
+    print(
+        "  rounding noise of S's logits (rms error of one train-mode forward against float64; "
+        f"logits rms {fwd_errors['naive']['logits_rms']:.2e}): "
+        + ", ".join(f"{k} {v['logits_rms_error']:.2e}" for k, v in fwd_errors.items())
+    )
+    print()
     facts = [
         ("goal (issue 4): naive/ours >= 2 at equal outputs", ""),
         ("ceiling of skipping the pre-loop passes outright (MACs)", f"{ceiling:.3f}"),
@@ -492,6 +550,7 @@ def main() -> None:
         "wall_seconds": wall,
         "cpu_seconds": cpu,
         "losses": losses,
+        "feedback_signal_first_step": signals,
         "pass_elimination_ceiling": ceiling,
         "load_average_1min_at_end": os.getloadavg()[0],
         "params": {"restorer": r_params, "feedback_block": fb_params, "segmenter": s_params},

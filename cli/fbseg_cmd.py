@@ -61,7 +61,7 @@ def main() -> None:
 @click.option(
     "--amp/--no-amp",
     default=None,
-    help="Mixed precision (bf16 on the CPU, fast with AMX). [on for CUDA only]",
+    help="Mixed precision (bf16 where supported, else fp16; fast on AMX CPUs). [off]",
 )
 @click.option(
     "--channels-last/--no-channels-last",

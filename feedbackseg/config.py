@@ -104,8 +104,10 @@ class TrainConfig:
             the end).
         workers: DataLoader worker processes (0: load in the main process).
         device: "auto", "cpu" or "cuda".
-        amp: mixed precision; None = on for CUDA (bf16 where supported, else fp16 with a
-            GradScaler), off on CPU.
+        amp: mixed precision (bf16 autocast where supported, else fp16 with a GradScaler;
+            bf16 on the CPU). None = off, as in the original: the feedback signal is the
+            difference of two logit maps, and in bf16 the rounding noise of S's train-mode
+            logits is of the size of that signal (``benchmarks/bench_feedback_step.py``).
         channels_last: channels-last (NHWC) memory format; None = on for CUDA. Off by default
             on the CPU: there it is 1.0-1.3x faster, but PyTorch's NHWC train-mode BatchNorm
             kernel rounds ~30x worse than the NCHW one (``benchmarks/bench_feedback_step.py``).

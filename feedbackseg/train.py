@@ -373,8 +373,7 @@ def _amp_settings(
     config: TrainConfig, device: torch.device
 ) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
     """(autocast dtype or None, GradScaler or None) for the config on this device."""
-    amp = config.amp if config.amp is not None else device.type == "cuda"
-    if not amp:
+    if not config.amp:  # None = off: see TrainConfig.amp
         return None, None
     if device.type != "cuda":
         return torch.bfloat16, None  # CPU autocast supports bf16 only

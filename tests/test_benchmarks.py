@@ -52,6 +52,17 @@ def test_forward_accuracy_columns_order_the_forms(result: dict) -> None:
     bf16 = result["variants"]["ours-nhwc-bf16"]["forward_rel_error_vs_float64"]
     assert 0 < fp32["restored"] < 1e-4  # float32 rounding (24-bit significand), a few layers
     assert bf16["restored"] > 30 * fp32["restored"]  # 8-bit significand: autocast really ran
+    assert bf16["logits_rms_error"] > 30 * fp32["logits_rms_error"]
+
+
+def test_feedback_signal_of_the_fast_step_is_the_literal_one(result: dict) -> None:
+    """delta_t at t = 2, 3 of the first step: identical for ours-nchw, recorded for all."""
+    signals = result["feedback_signal_first_step"]
+    assert set(signals) >= {"naive", "ours-nchw", "ours-nhwc-bf16", "control-naive-1-thread"}
+    assert [r["t"] for r in signals["ours-nchw"]] == [2, 3]
+    for r in signals["ours-nchw"]:
+        assert r["rms_diff_vs_naive"] == 0.0 and r["rms"] > 0
+    assert [r["rms"] for r in signals["ours-nchw"]] == [r["rms"] for r in signals["naive"]]
 
 
 def test_reported_ceiling_and_sizes(result: dict) -> None:

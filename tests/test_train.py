@@ -218,6 +218,23 @@ def test_cli_trains_each_mode(shards: Path, tmp_path: Path, mode: str) -> None:
     assert "2 steps" in result.output.strip().splitlines()[-1]
 
 
+def test_amp_is_off_unless_asked(tmp_path: Path) -> None:
+    """Float32 by default on every device (the feedback signal does not survive bf16
+    rounding); --amp gives bf16 autocast on the CPU, without a GradScaler."""
+    from feedbackseg.train import _amp_settings
+
+    cpu = torch.device("cpu")
+    assert _amp_settings(resolve_config("s", tmp_path / "r"), cpu) == (None, None)
+    assert _amp_settings(resolve_config("s", tmp_path / "r", overrides={"amp": False}), cpu) == (
+        None,
+        None,
+    )
+    on = resolve_config("s", tmp_path / "r", overrides={"amp": True})
+    assert _amp_settings(on, cpu) == (torch.bfloat16, None)
+    cuda_default = _amp_settings(resolve_config("s", tmp_path / "r"), torch.device("cuda"))
+    assert cuda_default == (None, None)  # decided before any CUDA call: no GPU needed
+
+
 @pytest.mark.parametrize(
     ("flags", "amp", "nhwc"),
     [
@@ -230,7 +247,7 @@ def test_precision_and_memory_format_flags(
     shards: Path, tmp_path: Path, flags: list[str], amp: bool | None, nhwc: bool | None
 ) -> None:
     """--amp (bfloat16 autocast on the CPU) and the memory-format flag reach the run's config
-    and train; the defaults are recorded as None (resolved per device: both on for CUDA only)."""
+    and train; the defaults are recorded as None (amp off; channels-last on for CUDA only)."""
     run = tmp_path / "run"
     result = _cli(str(shards), "--out", str(run), "--mode", "restore-seg", "--max-steps", "1",
                   "--log-every", "1", "--val-split", "none", *FAST, *flags)  # fmt: skip
