@@ -249,9 +249,11 @@ def forward_error_vs_float64(
     distorted: torch.Tensor,
     forms: dict[str, tuple[bool, torch.dtype | None]],
 ) -> dict[str, dict[str, float]]:
-    """Max |y - y64| / max |y64| of restored = R(x) and logits = S(restored), train mode
-    (BatchNorm on batch statistics, dropout off), for each (channels_last, autocast) form
-    against the same forward pass in float64 NCHW."""
+    """Max |y - y64| / max |y64| of restored = R(x) and logits = S(restored), and the rms
+    error of the logits, train mode (BatchNorm on batch statistics, dropout off), for each
+    (channels_last, autocast) form against the same forward pass in float64 NCHW. The form
+    name ``TF32_EMULATED`` rounds every convolution's input and weight to TF32 (what CUDA does
+    to float32 convolutions on Ampere and later unless told not to) and runs float32 NCHW."""
     ref = copy.deepcopy(base).double()
     train_mode_without_dropout(ref)
     restored_ref = ref.restorer(distorted.double())
@@ -264,6 +266,8 @@ def forward_error_vs_float64(
         if channels_last:
             model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
+        if name == TF32_EMULATED:
+            emulate_tf32(model)
         with _autocast_or_not(dtype):
             restored = model.restorer(x)
             logits = model.segmenter(restored)
@@ -276,6 +280,26 @@ def forward_error_vs_float64(
             "logits_rms": rms(logits_ref),
         }
     return errors
+
+
+TF32_EMULATED = "tf32-emulated"
+
+
+def round_to_tf32(x: torch.Tensor) -> torch.Tensor:
+    """float32 ``x`` rounded (to nearest, ties to even) to TF32's 10 explicit mantissa bits."""
+    bits = x.contiguous().view(torch.int32)
+    bias = ((bits >> 13) & 1) + 0xFFF
+    return ((bits + bias) & ~0x1FFF).view(torch.float32)
+
+
+def emulate_tf32(model: nn.Module) -> None:
+    """Round the weights of every (transposed) convolution to TF32 and their inputs on each
+    call; products then accumulate in float32, as in a TF32 tensor-core convolution."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            with torch.no_grad():
+                m.weight.copy_(round_to_tf32(m.weight))
+            m.register_forward_pre_hook(lambda _m, args: (round_to_tf32(args[0]), *args[1:]))
 
 
 def _autocast_or_not(dtype: torch.dtype | None):
@@ -345,7 +369,8 @@ def main() -> None:
     s_macs = count_macs(probe.segmenter, x1)
     ceiling = pass_elimination_ceiling(r_macs, r_fb_macs, s_macs, T)
     del probe
-    forms = {"naive": (False, None)} | {n: VARIANTS[n][:2] for n in names}
+    forms = {"naive": (False, None), TF32_EMULATED: (False, None)}
+    forms |= {n: VARIANTS[n][:2] for n in names}
     fwd_errors = forward_error_vs_float64(base, data[0], forms)
 
     # --- one model copy, optimiser pair and batch per method, all from the same weights
@@ -550,6 +575,7 @@ def main() -> None:
         "wall_seconds": wall,
         "cpu_seconds": cpu,
         "losses": losses,
+        "forward_errors_vs_float64": fwd_errors,
         "feedback_signal_first_step": signals,
         "pass_elimination_ceiling": ceiling,
         "load_average_1min_at_end": os.getloadavg()[0],

@@ -64,6 +64,11 @@ def main() -> None:
     help="Mixed precision (bf16 where supported, else fp16; fast on AMX CPUs). [off]",
 )
 @click.option(
+    "--tf32/--no-tf32",
+    default=None,
+    help="CUDA: float32 convolutions in TF32 (faster, 10-bit mantissa). [off]",
+)
+@click.option(
     "--channels-last/--no-channels-last",
     default=None,
     help="Channels-last (NHWC) memory format. [on for CUDA only]",

@@ -108,6 +108,9 @@ class TrainConfig:
             bf16 on the CPU). None = off, as in the original: the feedback signal is the
             difference of two logit maps, and in bf16 the rounding noise of S's train-mode
             logits is of the size of that signal (``benchmarks/bench_feedback_step.py``).
+        tf32: let CUDA run float32 convolutions and matmuls in TF32 (10-bit mantissa: S's
+            logits then carry 0.16 rms of rounding noise at initialisation, see
+            :mod:`feedbackseg.precision`); off by default. No effect on the CPU.
         channels_last: channels-last (NHWC) memory format; None = on for CUDA. Off by default
             on the CPU: there it is 1.0-1.3x faster, but PyTorch's NHWC train-mode BatchNorm
             kernel rounds ~30x worse than the NCHW one (``benchmarks/bench_feedback_step.py``).
@@ -148,6 +151,7 @@ class TrainConfig:
     workers: int = 2
     device: str = "auto"
     amp: bool | None = None
+    tf32: bool = False
     channels_last: bool | None = None
     seed: int = 0
     small: bool = False
@@ -232,6 +236,11 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError("crop: needs augment = true")
         if len(c.crop) != 2 or any(int(v) % multiple or int(v) < multiple for v in c.crop):
             raise ConfigError(f"crop: must be (h, w), multiples of {multiple}, got {c.crop!r}")
+    for key in ("amp", "channels_last", "tf32", "augment", "small", "locking"):
+        value = getattr(c, key)
+        nullable = key in ("amp", "channels_last", "locking")
+        if not (isinstance(value, bool) or (value is None and nullable)):
+            raise ConfigError(f"{_flag(key)}: must be true or false, got {value!r}")
     for key in ("lr_s", "lr_r", "alpha"):
         value = getattr(c, key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:

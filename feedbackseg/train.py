@@ -69,6 +69,7 @@ from feedbackseg.models import (
     RestoreSegmenter,
     build_model,
 )
+from feedbackseg.precision import amp_settings, cuda_float32_precision
 
 __all__ = ["TrainError", "TrainResult", "build_seg_loss", "train"]
 
@@ -369,19 +370,6 @@ def _adam(params: Any, lr: float, betas: tuple[float, float], eps: float, wd: fl
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=wd)
 
 
-def _amp_settings(
-    config: TrainConfig, device: torch.device
-) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
-    """(autocast dtype or None, GradScaler or None) for the config on this device."""
-    if not config.amp:  # None = off: see TrainConfig.amp
-        return None, None
-    if device.type != "cuda":
-        return torch.bfloat16, None  # CPU autocast supports bf16 only
-    if torch.cuda.is_bf16_supported():
-        return torch.bfloat16, None
-    return torch.float16, torch.amp.GradScaler("cuda")
-
-
 # ----------------------------------------------------------------------------- validation
 @torch.no_grad()
 def _validate(
@@ -470,7 +458,8 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> Trai
     except ValueError as error:
         raise TrainError(str(error)) from None
     try:
-        return _train(config, ctx, log)
+        with cuda_float32_precision(config.tf32):
+            return _train(config, ctx, log)
     finally:
         ctx.close()
 
@@ -518,7 +507,7 @@ def _train(
         sched_r = torch.optim.lr_scheduler.StepLR(
             opt_r, step_size=config.lr_r_decay_epochs, gamma=config.lr_r_decay
         )
-    autocast_dtype, scaler = _amp_settings(config, device)
+    autocast_dtype, scaler = amp_settings(config, device)
 
     spe = steps_per_epoch(len(train_set), config.batch_size, ctx.world_size)
     total = config.max_steps if config.max_steps is not None else config.epochs * spe

@@ -53,6 +53,8 @@ def test_forward_accuracy_columns_order_the_forms(result: dict) -> None:
     assert 0 < fp32["restored"] < 1e-4  # float32 rounding (24-bit significand), a few layers
     assert bf16["restored"] > 30 * fp32["restored"]  # 8-bit significand: autocast really ran
     assert bf16["logits_rms_error"] > 30 * fp32["logits_rms_error"]
+    tf32 = result["forward_errors_vs_float64"]["tf32-emulated"]  # 10 mantissa bits, bf16 has 7
+    assert fp32["restored"] < tf32["restored"] < bf16["restored"]
 
 
 def test_feedback_signal_of_the_fast_step_is_the_literal_one(result: dict) -> None:
