@@ -1,6 +1,6 @@
 """turbsim: atmospheric-turbulence image distortion (a port of the Technion ICCP 2017 simulator).
 
-Public API::
+Public API (loaded lazily, PEP 562: ``import turbsim.shards`` pulls in neither numba nor scipy)::
 
     TurbulenceParams(cn2, path_length_m, aperture_m, wavelength_m, focal_length_px, height_m, wave)
     aoa_variance(params) -> sigma_A^2 [rad^2]
@@ -13,29 +13,51 @@ Public API::
 turbsim never imports torch or click.
 """
 
-from turbsim.field import distort, sample_tilt_field, spectral_filter
-from turbsim.params import TurbulenceParams
-from turbsim.theory import (
-    CorrelationTable,
-    aoa_variance,
-    correlation_table,
-    tilt_correlation,
-    variance_coefficient,
-)
-from turbsim.warp import warp_image
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CorrelationTable",
-    "TurbulenceParams",
-    "__version__",
-    "aoa_variance",
-    "correlation_table",
-    "distort",
-    "sample_tilt_field",
-    "spectral_filter",
-    "tilt_correlation",
-    "variance_coefficient",
-    "warp_image",
-]
+#: Public name -> the submodule that defines it.
+_EXPORTS: dict[str, str] = {
+    "CorrelationTable": "turbsim.theory",
+    "TurbulenceParams": "turbsim.params",
+    "aoa_variance": "turbsim.theory",
+    "correlation_table": "turbsim.theory",
+    "distort": "turbsim.field",
+    "sample_tilt_field": "turbsim.field",
+    "spectral_filter": "turbsim.field",
+    "tilt_correlation": "turbsim.theory",
+    "variance_coefficient": "turbsim.theory",
+    "warp_image": "turbsim.warp",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from turbsim.field import distort, sample_tilt_field, spectral_filter
+    from turbsim.params import TurbulenceParams
+    from turbsim.theory import (
+        CorrelationTable,
+        aoa_variance,
+        correlation_table,
+        tilt_correlation,
+        variance_coefficient,
+    )
+    from turbsim.warp import warp_image
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'turbsim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

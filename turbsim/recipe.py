@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import re
+import importlib.resources
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -226,8 +227,8 @@ class Recipe:
 
 
 def builtin_recipe_dir() -> Path:
-    """``data_manifests/`` of the source tree (recipes shipped with the project)."""
-    return Path(__file__).resolve().parent.parent / "data_manifests"
+    """The folder of the shipped recipes: the ``data_manifests`` package (source tree or wheel)."""
+    return Path(str(importlib.resources.files("data_manifests")))
 
 
 def builtin_recipes() -> list[str]:
