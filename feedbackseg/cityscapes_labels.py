@@ -1,35 +1,16 @@
 """Cityscapes evaluation classes (trainIds 0..18): names and colour palette.
 
-Same facts as ``turbsim.cityscapes`` (which feedbackseg may not import: only ``turbsim.shards``).
-Source: cityscapesScripts ``helpers/labels.py`` (MIT licence), the 19 labels with a trainId
-other than 255, in trainId order. Copied as constants so that the ~100 MB ``cityscapesscripts``
-package stays out of the runtime (NOTES-ecosystem.md).
+The table itself lives in ``turbsim.shards.schema`` (the one light turbsim module feedbackseg
+imports); this module re-exports it and colours trainId maps.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from turbsim.shards.schema import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+
 __all__ = ["CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "colorize_train_ids"]
-
-#: Names of trainIds 0..18.
-CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
-)  # fmt: skip
-
-#: (19, 3) uint8 RGB colour of trainIds 0..18 (read-only).
-CITYSCAPES_PALETTE: np.ndarray = np.array(
-    [
-        (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-        (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-        (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-        (0, 80, 100), (0, 0, 230), (119, 11, 32),
-    ],
-    dtype=np.uint8,
-)  # fmt: skip
-CITYSCAPES_PALETTE.setflags(write=False)
 
 
 def colorize_train_ids(

@@ -16,7 +16,7 @@ turbsim never imports torch or click.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -35,19 +35,6 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from turbsim.field import distort, sample_tilt_field, spectral_filter
-    from turbsim.params import TurbulenceParams
-    from turbsim.theory import (
-        CorrelationTable,
-        aoa_variance,
-        correlation_table,
-        tilt_correlation,
-        variance_coefficient,
-    )
-    from turbsim.warp import warp_image
-
 
 def __getattr__(name: str) -> Any:
     """Import the submodule that defines ``name`` on first use (PEP 562)."""

@@ -36,41 +36,25 @@ from typing import Literal, NamedTuple
 import cv2
 import numpy as np
 
+from turbsim.shards.schema import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    CITYSCAPES_TABLE,
+    IGNORE_LABEL,
+    NUM_CLASSES,
+)
+
 LabelKind = Literal["labelIds", "labelTrainIds"]
 
 #: trainId of pixels that are not evaluated (void classes, unlabelled images).
-IGNORE_ID = 255
-#: Number of evaluated classes (trainIds 0 .. 18).
-NUM_CLASSES = 19
+IGNORE_ID = IGNORE_LABEL
 #: The split whose labels are not public: its samples are read as all :data:`IGNORE_ID`.
 UNLABELLED_SPLIT = "test"
 
-#: (name, labelId, trainId, RGB colour) of the 19 evaluated classes, in trainId order.
-#: Source: cityscapesScripts helpers/labels.py (MIT).
-_CLASSES: tuple[tuple[str, int, int, tuple[int, int, int]], ...] = (
-    ("road", 7, 0, (128, 64, 128)),
-    ("sidewalk", 8, 1, (244, 35, 232)),
-    ("building", 11, 2, (70, 70, 70)),
-    ("wall", 12, 3, (102, 102, 156)),
-    ("fence", 13, 4, (190, 153, 153)),
-    ("pole", 17, 5, (153, 153, 153)),
-    ("traffic light", 19, 6, (250, 170, 30)),
-    ("traffic sign", 20, 7, (220, 220, 0)),
-    ("vegetation", 21, 8, (107, 142, 35)),
-    ("terrain", 22, 9, (152, 251, 152)),
-    ("sky", 23, 10, (70, 130, 180)),
-    ("person", 24, 11, (220, 20, 60)),
-    ("rider", 25, 12, (255, 0, 0)),
-    ("car", 26, 13, (0, 0, 142)),
-    ("truck", 27, 14, (0, 0, 70)),
-    ("bus", 28, 15, (0, 60, 100)),
-    ("train", 31, 16, (0, 80, 100)),
-    ("motorcycle", 32, 17, (0, 0, 230)),
-    ("bicycle", 33, 18, (119, 11, 32)),
-)
+_CLASSES = CITYSCAPES_TABLE
 
 #: Class name of each trainId 0 .. 18.
-TRAIN_ID_NAMES: tuple[str, ...] = tuple(name for name, _, _, _ in _CLASSES)
+TRAIN_ID_NAMES: tuple[str, ...] = CITYSCAPES_CLASSES
 
 #: labelId of each trainId 0 .. 18 (to write predictions in the official labelIds format).
 TRAIN_ID_TO_LABEL_ID: np.ndarray = np.array([label for _, label, _, _ in _CLASSES], np.uint8)
@@ -83,8 +67,7 @@ for _name, _label_id, _train_id, _ in _CLASSES:
 LABEL_ID_TO_TRAIN_ID.flags.writeable = False
 
 #: uint8 (19, 3): RGB colour of each trainId, as in the official ``_color.png`` files.
-TRAIN_ID_PALETTE: np.ndarray = np.array([color for _, _, _, color in _CLASSES], np.uint8)
-TRAIN_ID_PALETTE.flags.writeable = False
+TRAIN_ID_PALETTE: np.ndarray = CITYSCAPES_PALETTE
 
 _COLOR_LUT = np.zeros((256, 3), np.uint8)
 _COLOR_LUT[:NUM_CLASSES] = TRAIN_ID_PALETTE

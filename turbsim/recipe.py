@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.resources
 import json
 import math
 import re
-import importlib.resources
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass

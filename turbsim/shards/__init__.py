@@ -47,7 +47,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -57,29 +56,18 @@ from typing import Any
 import h5py
 import numpy as np
 
-#: Version of the shard file layout (the ``schema_version`` attribute of every shard).
-SCHEMA_VERSION = 1
-#: Name of the manifest in an output folder.
-MANIFEST_NAME = "manifest.json"
-#: Version of the manifest layout (its ``schema_version`` key).
-MANIFEST_SCHEMA_VERSION = 1
-#: Published shard file names: ``shard-00042.h5``.
-SHARD_RE = re.compile(r"^shard-(\d{5,})\.h5$")
-#: Compression codecs a shard can use. gzip is readable by every HDF5 tool; lzf is about twice
-#: as fast to write but only h5py reads it.
-COMPRESSIONS = ("gzip", "lzf", "none")
-#: Level of the gzip filter. Measured on a noisy, textured 1024x2048 RGB scene that gzip-1
-#: packs to 77 % (Cityscapes frames: ~79 %): level 4 took 1.3x the time and was 6 % *larger*
-#: (zlib's lazy matching loses on sensor noise). lzf: ~2x faster, ~24 % larger images.
-GZIP_LEVEL = 1
-#: How the optional displacement field is stored.
-FLOW_STORAGES = ("int16", "float16")
-#: Default fixed-point step of int16 flow [px per unit]: +-512 px range, 1/128 px error.
-DEFAULT_FLOW_SCALE = 1.0 / 64.0
-#: trainId of pixels that are not evaluated.
-IGNORE_LABEL = 255
-#: Parameter keys stored as strings rather than float64.
-STRING_PARAM_KEYS = frozenset({"wave"})
+from turbsim.shards.schema import (  # noqa: F401  (re-exported: the contract's names)
+    COMPRESSIONS,
+    DEFAULT_FLOW_SCALE,
+    FLOW_STORAGES,
+    GZIP_LEVEL,
+    IGNORE_LABEL,
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    SHARD_RE,
+    STRING_PARAM_KEYS,
+)
 
 _TMP_SUFFIX = ".tmp"
 _SHARD_INFO_KEYS = ("file", "split", "index", "samples", "bytes", "sha256")
