@@ -31,7 +31,7 @@ import scipy.fft as sfft
 import turbsim
 from turbsim import TurbulenceParams, sample_tilt_field, warp_image
 from turbsim.field import _spectral_filter_cached, filter_spectra, get_num_threads, spectral_filter
-from turbsim.theory import compute_correlation_table
+from turbsim.theory import compute_correlation_table, sigma_r_px
 
 
 def _full_plane(half: np.ndarray) -> np.ndarray:
@@ -117,7 +117,7 @@ def main() -> None:
 
     # --- per frame, after warm-up
     rng_b, rng_o = np.random.default_rng(1), np.random.default_rng(1)
-    sigma = params.sigma_r_px
+    sigma = sigma_r_px(params)
     variances = _vars(k_cc, k_rr, k_cr)
     bare_pipeline(image, k_cc, k_rr, k_cr, *variances, sigma, rng_b, workers)  # warm-up
     ours(image, params, rng_o)  # warm-up (JIT, filter cache)

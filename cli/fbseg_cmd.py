@@ -5,15 +5,19 @@ torch is never imported at module level here, so ``fbseg --help`` stays fast.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from cli.options import OneLineErrorGroup, package_version
+from cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
+from feedbackseg.config import CLASS_WEIGHTS, DEVICES, LOSSES, MODES, ConfigError
 
 
 @click.group(name="fbseg", cls=OneLineErrorGroup)
 @click.version_option(package_version(), prog_name="fbseg")
 def main() -> None:
     """Train and evaluate segmentation models on turbulence-distorted images (turbsim shards)."""
+    require_torch()
 
 
 @main.command("train")
@@ -28,13 +32,13 @@ def main() -> None:
 )
 @click.option(
     "--mode",
-    type=click.Choice(["feedback", "restore-seg", "erfnet"]),
+    type=click.Choice(MODES[::-1]),  # the method first
     default=None,
     help="feedback (the method), restore-seg or erfnet (baselines). [feedback]",
 )
 @click.option(
     "--loss",
-    type=click.Choice(["cb-ifl", "ifl", "ce"]),
+    type=click.Choice(LOSSES),
     default=None,
     help="Segmentation loss. [cb-ifl]",
 )
@@ -54,7 +58,7 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes. [2]")
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=click.Choice(DEVICES),
     default=None,
     help="auto = CUDA when available. [auto]",
 )
@@ -86,7 +90,7 @@ def main() -> None:
 @click.option("--small", is_flag=True, default=None, help="Narrow restorer for CPU work.")
 @click.option(
     "--class-weights",
-    type=click.Choice(["shards", "bmvc2020", "none"]),
+    type=click.Choice(CLASS_WEIGHTS),
     default=None,
     help="CB-iFL class weights. [shards]",
 )
@@ -99,18 +103,21 @@ def train(shards: str, out: str, recipe: str | None, config_file: str | None, **
     """Train a model on turbsim shards (SHARDS) into the run folder RUN.
 
     Defaults come from the recipe (bmvc2020: SPEC 4), then --config, then the flags. Multi-GPU:
-    torchrun --nproc-per-node N -m cli.fbseg_cmd train SHARDS --out RUN ...
+    torchrun --nproc-per-node N --no-python fbseg train SHARDS --out RUN ...
     """
     from feedbackseg.checkpoints import CheckpointError
-    from feedbackseg.config import ConfigError, resolve_config
+    from feedbackseg.config import resolve_config
     from feedbackseg.data import DataError
     from feedbackseg.train import TrainError
     from feedbackseg.train import train as run_training
 
     try:
         config = resolve_config(shards, out, recipe, config_file, flags)
+    except ConfigError as error:
+        raise config_error(error, {**flags, "recipe": recipe}) from None
+    try:
         result = run_training(config, log=lambda message: click.echo(message, err=True))
-    except (ConfigError, DataError, CheckpointError, TrainError) as error:
+    except (DataError, CheckpointError, TrainError) as error:
         raise click.ClickException(str(error)) from None
     if result.rank != 0:
         return  # under torchrun rank 0 reports
@@ -118,7 +125,26 @@ def train(shards: str, out: str, recipe: str | None, config_file: str | None, **
     click.echo(f"{result.run_dir}: {result.step} steps, best val mIoU {best}")
 
 
-_DEVICE = click.Choice(["auto", "cpu", "cuda"])
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def config_error(error: ConfigError, given: dict[str, Any]) -> click.ClickException:
+    """The click error of a bad config: a usage error (exit 2) naming the flag(s) when the
+    values at fault came from the command line, else the one-line config message (exit 1).
+
+    Args:
+        error: the library's error (config-key words, ``keys`` at fault).
+        given: config key -> value of the command line (None or False: not given).
+    """
+    if error.keys and all(given.get(k) is not None and given[k] is not False for k in error.keys):
+        if len(error.keys) == 1:
+            return click.BadParameter(error.reason, param_hint=f"'{_flag(error.keys[0])}'")
+        return click.UsageError(error.describe(_flag))
+    return click.ClickException(str(error))
+
+
+_DEVICE = click.Choice(DEVICES)
 
 
 @main.command("eval", short_help="Evaluate a checkpoint (mIoU per class) on a shard split.")
@@ -173,21 +199,12 @@ def evaluate_command(
 
     Prints the per-class IoU table, mIoU (official Cityscapes definition), pixel accuracy, the
     evaluation resolution and, for feedback models, the mIoU after each iteration.
-    Multi-GPU: torchrun --nproc-per-node N -m cli.fbseg_cmd eval CHECKPOINT SHARDS ...
+    Multi-GPU: torchrun --nproc-per-node N --no-python fbseg eval CHECKPOINT SHARDS ...
     """
     from feedbackseg.checkpoints import CheckpointError
-    from feedbackseg.data import DataError, ShardDataset
-    from feedbackseg.distributed import setup_distributed
-    from feedbackseg.evaluate import (
-        EvalError,
-        checkpoint_height,
-        checkpoint_iterations,
-        evaluate,
-        load_model,
-        size_multiple,
-        write_json,
-    )
-    from feedbackseg.models import FeedbackSegmenter
+    from feedbackseg.data import DataError
+    from feedbackseg.distributed import DeviceError, setup_distributed
+    from feedbackseg.evaluate import EvalError, evaluate_checkpoint, write_json
     from turbsim.shards import ShardError
 
     try:
@@ -195,45 +212,33 @@ def evaluate_command(
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     try:
-        model, ckpt = load_model(checkpoint, ctx.device)
-        multiple = size_multiple(model)
-        if height is not None and height % multiple:
-            raise click.BadParameter(
-                f"{height} is not a multiple of {multiple} (the {ckpt['mode']} network "
-                f"downsamples by {multiple})",
-                param_hint="'--height'",
-            )
-        dataset = ShardDataset(shards, split, height=height or checkpoint_height(ckpt))
-        size = dataset.image_size
-        if size[0] % multiple or size[1] % multiple:
-            raise EvalError(
-                f"{shards}: split {split!r} is {size[0]}x{size[1]} px, not a multiple of "
-                f"{multiple} for the {ckpt['mode']} network; pass --height"
-            )
-        steps = iterations or checkpoint_iterations(ckpt)
-        result = evaluate(model, dataset, steps, ctx.device, batch_size, save_predictions, workers)
-    except (CheckpointError, DataError, EvalError, ShardError) as error:
+        evaluation = evaluate_checkpoint(
+            checkpoint,
+            shards,
+            split,
+            height=height,
+            iterations=iterations,
+            device=ctx.device,
+            batch_size=batch_size,
+            save_predictions=save_predictions,
+            num_workers=workers,
+        )
+    except EvalError as error:
+        if error.key is not None:
+            raise bad_parameter(error, {"height": "--height"}) from None
+        raise click.ClickException(str(error)) from None
+    except (CheckpointError, DataError, DeviceError, ShardError) as error:
         raise click.ClickException(str(error)) from None
     finally:
         ctx.close()
     if not ctx.is_main:
         return
-    result.checkpoint = checkpoint
-    steps = steps if isinstance(model, FeedbackSegmenter) else 1
-    click.echo(
-        f"{checkpoint}: {ckpt['mode']}, {ckpt['num_classes']} classes, step {ckpt.get('step')}, "
-        f"{steps} iteration(s); {shards} split {split!r}"
-    )
-    click.echo(result.report(), nl=False)
+    click.echo(evaluation.report(), nl=False)
     if json_path is not None:
-        data = result.to_dict()
-        data.update(
-            {"shards": shards, "mode": ckpt["mode"], "iterations": steps, "step": ckpt.get("step")}
-        )
-        write_json(json_path, data)
+        write_json(json_path, evaluation.to_dict())
         click.echo(f"wrote {json_path}")
     if save_predictions is not None:
-        click.echo(f"wrote {result.samples} predictions to {save_predictions}")
+        click.echo(f"wrote {evaluation.result.samples} predictions to {save_predictions}")
 
 
 @main.command("predict", short_help="Restore and segment images with a checkpoint.")
@@ -274,28 +279,14 @@ def predict_command(
     (NAME_sheet.png), at the processing size.
     """
     from feedbackseg.checkpoints import CheckpointError
-    from feedbackseg.evaluate import (
-        EvalError,
-        checkpoint_height,
-        checkpoint_iterations,
-        load_model,
-        resolve_device,
-    )
-    from feedbackseg.predict import collect_images, predict_paths
+    from feedbackseg.distributed import DeviceError
+    from feedbackseg.inference import EvalError
+    from feedbackseg.predict import collect_images, predict_checkpoint
 
     try:
         images = collect_images(inputs)  # bad paths fail before the model loads
-        torch_device = resolve_device(device)
-        model, ckpt = load_model(checkpoint, torch_device)
-        written = predict_paths(
-            model,
-            images,
-            out,
-            height=height or checkpoint_height(ckpt),
-            iterations=iterations or checkpoint_iterations(ckpt),
-            device=torch_device,
-        )
-    except (CheckpointError, EvalError) as error:
+        written = predict_checkpoint(checkpoint, images, out, height, iterations, device)
+    except (CheckpointError, DeviceError, EvalError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{len(images)} image(s) -> {len(written)} files in {out}")
 
@@ -311,7 +302,7 @@ def import_checkpoint(source: str, dest: str) -> None:
     """
     import warnings
 
-    from feedbackseg.checkpoints import CheckpointError, import_original_info, save_imported
+    from feedbackseg.original import CheckpointError, import_original_info, save_imported
 
     try:
         with warnings.catch_warnings():
@@ -348,13 +339,9 @@ def compare(sources: tuple[str, ...], markdown: str | None, png: str | None) -> 
     Each RUN_OR_JSON is a file written by `fbseg eval --json`, or a run folder (its eval.json,
     or else the last validation record of its metrics.jsonl).
     """
-    from feedbackseg.evaluate import (
-        EvalError,
-        comparison_markdown,
-        load_result,
-        result_label,
-        write_text,
-    )
+    from feedbackseg.compare import comparison_markdown, load_result, result_label
+    from feedbackseg.evaluate import write_text
+    from feedbackseg.inference import EvalError
     from feedbackseg.plots import PlotError, plot_per_class_iou, require_matplotlib
 
     try:

@@ -1,18 +1,26 @@
 """Click options and parameter types shared by the ``turbsim`` and ``fbseg`` commands.
 
-Importing this module is cheap: turbsim (and with it numba) is imported only when a command
-actually builds parameters, so ``--help`` stays fast.
+Importing this module is cheap: it reads the choice lists from the light
+:mod:`turbsim.shards.schema` (numpy + h5py); turbsim's physics (and with it numba and scipy) is
+imported only when a command actually builds parameters, so ``--help`` stays fast.
+
+Library errors carry the input at fault as ``error.key`` (a TurbulenceParams field, a recipe or
+generate option); :func:`bad_parameter` maps it to its flag through a table, never by parsing
+the message.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from turbsim.shards.schema import WAVES
 
 if TYPE_CHECKING:
     from turbsim.params import TurbulenceParams
@@ -20,9 +28,8 @@ if TYPE_CHECKING:
 #: Name of the installed distribution (pyproject ``[project] name``).
 DISTRIBUTION = "turbsim-feedbackseg"
 
-#: Must equal ``turbsim.params.WAVES`` (checked in tests/test_cli.py); spelled out here so that
-#: importing the CLI does not import turbsim.
-WAVE_CHOICES = ("spherical", "plane")
+#: Choices of ``--wave`` (the library's list).
+WAVE_CHOICES: tuple[str, ...] = WAVES
 
 #: Reference camera and atmosphere of the original code (SPEC section 1).
 REFERENCE_CN2 = 1e-12
@@ -42,6 +49,21 @@ PHYSICS_FLAGS: dict[str, tuple[str, str]] = {
     "height_m": ("--path-height", "path_height"),
     "wave": ("--wave", "wave"),
 }
+
+
+def bad_parameter(error: Exception, flags: Mapping[str, str]) -> click.BadParameter:
+    """A click usage error (exit code 2) for a library error that names its input.
+
+    Args:
+        error: a library exception; its ``key`` attribute (if any) names the input at fault.
+        flags: library key -> command-line flag, e.g. ``{"shard_index": "--shard-index"}``.
+
+    Returns:
+        ``click.BadParameter(str(error))`` with the flag as ``param_hint`` (none when the key is
+        missing or not in ``flags``).
+    """
+    flag = flags.get(getattr(error, "key", None) or "")
+    return click.BadParameter(str(error), param_hint=f"'{flag}'" if flag else None)
 
 
 def package_version() -> str:
@@ -156,7 +178,7 @@ def params_from_options(
     Raises:
         click.BadParameter: naming the offending flag, when the parameters are invalid.
     """
-    from turbsim.params import TurbulenceParams
+    from turbsim.params import ParamsError, TurbulenceParams
 
     try:
         return TurbulenceParams(
@@ -168,11 +190,9 @@ def params_from_options(
             height_m=path_height,
             wave=wave,
         )
-    except ValueError as error:
-        message = str(error)
-        match = re.match(r"\w+", message)
-        flag = PHYSICS_FLAGS.get(match.group(0) if match else "", (None, None))[0]
-        raise click.BadParameter(message, param_hint=f"'{flag}'" if flag else None) from None
+    except ParamsError as error:
+        flags = {key: flag for key, (flag, _) in PHYSICS_FLAGS.items()}
+        raise bad_parameter(error, flags) from None
 
 
 class ImageSize(click.ParamType):
@@ -196,3 +216,24 @@ class ImageSize(click.ParamType):
 
 
 IMAGE_SIZE = ImageSize()
+
+
+#: What ``fbseg`` says when PyTorch is missing (turbsim alone needs no torch).
+TORCH_MISSING = (
+    "fbseg needs PyTorch (the 'torch' package), which is not installed: "
+    "pip install 'turbsim-feedbackseg[train]'"
+)
+
+
+def require_torch() -> None:
+    """Stop with one line and exit code 1 when torch cannot be imported (no traceback).
+
+    Raises:
+        click.ClickException: naming the missing package and the install command.
+    """
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):  # ValueError: sys.modules["torch"] is None
+        spec = None
+    if spec is None:
+        raise click.ClickException(TORCH_MISSING)

@@ -1,13 +1,15 @@
 """``turbsim``: the turbulence-distortion simulator on the command line.
 
-turbsim and numba are imported inside the commands, so ``turbsim --help`` stays fast.
+Each command parses its flags, builds the library's inputs, calls the library and prints the
+result; tables, statistics and reports live in turbsim (``turbsim.theory.describe``,
+``turbsim.diagnostics``, ``turbsim.shards``). turbsim's physics (numba, scipy) is imported inside
+the commands; at import only the choice lists of ``turbsim.shards.schema`` are read, so
+``turbsim --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,87 +18,48 @@ import click
 
 from cli.options import (
     IMAGE_SIZE,
+    PHYSICS_FLAGS,
     WAVE_CHOICES,
     OneLineErrorGroup,
+    bad_parameter,
     package_version,
     params_from_options,
     physics_options,
 )
-
-#: Unit and meaning of each key of ``TurbulenceParams.summary()``, for the ``params`` table.
-_SUMMARY_ROWS: dict[str, tuple[str, str]] = {
-    "cn2": ("m^-2/3", "refractive-index structure constant Cn2"),
-    "path_length_m": ("m", "camera-to-scene range L"),
-    "aperture_m": ("m", "aperture diameter D"),
-    "wavelength_m": ("m", "wavelength lambda"),
-    "focal_length_px": ("px", "focal length f"),
-    "height_m": ("m", "height h of the path above ground"),
-    "wave": ("", "wave model"),
-    "theta_d_rad": ("rad", "theta_D = D / L"),
-    "f_theta_d_px": ("px", "f theta_D: pixels per unit of eta"),
-    "outer_scale_m": ("m", "outer scale L0 = 0.4 h"),
-    "rho": ("1", "rho = L0 / D: shape of the correlation"),
-    "q": ("1", "q = D / sqrt(lambda L)"),
-    "variance_coefficient": ("1", "c(q) in sigma_A^2 = c Cn2 L D^-1/3"),
-    "sigma_a_rad": ("rad", "std of the angle of arrival, one axis"),
-    "sigma_r_px": ("px", "std of the displacement, one axis"),
-    "r0_m": ("m", "Fried parameter r0"),
-    "d_over_r0": ("1", "D / r0"),
-}
-_INPUT_KEYS = (
-    "cn2",
-    "path_length_m",
-    "aperture_m",
-    "wavelength_m",
-    "focal_length_px",
-    "height_m",
-    "wave",
+from turbsim.shards.schema import (
+    BORDERS,
+    COMPRESSIONS,
+    FLOW_CHOICES,
+    NORMALIZE_CHOICES,
+    SPLITS,
 )
 
-
-def _format_value(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _summary_table(summary: dict[str, Any]) -> str:
-    """Aligned text table of a ``TurbulenceParams.summary()``: inputs, then derived quantities."""
-    sections = {
-        "inputs": [k for k in summary if k in _INPUT_KEYS],
-        "derived": [k for k in summary if k not in _INPUT_KEYS],
-    }
-    rows = {
-        key: (key, _format_value(summary[key]), *_SUMMARY_ROWS.get(key, ("", "")))
-        for key in summary
-    }
-    widths = [max(len(row[i]) for row in rows.values()) for i in range(3)]
-    lines = []
-    for title, keys in sections.items():
-        lines.append(f"{title}:")
-        for key in keys:
-            name, value, unit, meaning = rows[key]
-            line = f"  {name:<{widths[0]}}  {value:>{widths[1]}}  {unit:<{widths[2]}}  {meaning}"
-            lines.append(line.rstrip())
-    return "\n".join(lines)
-
-
-def _save_npy_atomic(array: Any, path: Path) -> None:
-    """np.save to a temporary file in the same folder, then rename over ``path``."""
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as stream:
-            np.save(stream, array)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+#: ``turbsim generate``: GenerateError.key -> flag, for the errors that are flag mistakes (a bad
+#: or contradictory shard selection, --resume with --overwrite); they exit 2 naming the flag.
+GENERATE_FLAG_ERRORS: dict[str, str] = {
+    "shard_index": "--shard-index",
+    "num_shards": "--num-shards",
+    "shards": "--shards",
+    "resume": "--resume",
+}
 
 
 def _write_error(path: Path, error: OSError) -> click.ClickException:
     where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
     return click.ClickException(f"cannot write {path}: {error.strerror or error}{where}")
+
+
+def _positive_floats(text: str, flag: str) -> list[float]:
+    """``"1e-13,1e-12"`` -> [1e-13, 1e-12]; click.BadParameter on ``flag`` otherwise."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+        if not values or any(not v > 0 for v in values):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(
+            f"expected positive numbers like 1e-13,1e-12, got {text!r}", param_hint=f"'{flag}'"
+        ) from None
+    return values
 
 
 @click.group(name="turbsim", cls=OneLineErrorGroup)
@@ -119,8 +82,10 @@ def params(as_json: bool, **physics: Any) -> None:
     Use it to pick a turbulence strength knowingly: sigma_r_px is the standard deviation of the
     displacement along one axis, f_theta_d_px and rho set how it is correlated in space.
     """
-    summary = params_from_options(**physics).summary()
-    click.echo(json.dumps(summary, indent=2) if as_json else _summary_table(summary))
+    from turbsim.theory import describe, description_table
+
+    description = describe(params_from_options(**physics))
+    click.echo(json.dumps(description, indent=2) if as_json else description_table(description))
 
 
 @main.command(short_help="Sample one tilt field to .npy (and optionally a PNG picture).")
@@ -135,7 +100,7 @@ def params(as_json: bool, **physics: Any) -> None:
 )
 @click.option(
     "--normalize",
-    type=click.Choice(["ensemble", "per-field"]),
+    type=click.Choice(NORMALIZE_CHOICES),
     default="ensemble",
     show_default=True,
     help="ensemble: unit ensemble variance x sigma_r (the Matlab code); per-field: each "
@@ -172,15 +137,19 @@ def field(
     import numpy as np
 
     from turbsim import sample_tilt_field
+    from turbsim._files import atomic_path
+    from turbsim.theory import sigma_r_px
 
     tilt = sample_tilt_field(turbulence, size, np.random.default_rng(seed), normalize=normalize)
     try:
-        _save_npy_atomic(tilt, out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as temporary, open(temporary, "xb") as stream:
+            np.save(stream, tilt)
     except OSError as error:
         raise _write_error(out, error) from None
     click.echo(
         f"wrote {out}: float32 {tuple(tilt.shape)}, seed {seed}, "
-        f"sigma_r {turbulence.sigma_r_px:.4g} px, sample std {float(tilt.std()):.4g} px"
+        f"sigma_r {sigma_r_px(turbulence):.4g} px, sample std {float(tilt.std()):.4g} px"
     )
     if png is not None:
         from turbsim.viz import save_field_png
@@ -222,13 +191,13 @@ def field(
 @click.option("--wave", type=click.Choice(WAVE_CHOICES), default=None, help="Wave model.")
 @click.option(
     "--normalize",
-    type=click.Choice(["ensemble", "per-field"]),
+    type=click.Choice(NORMALIZE_CHOICES),
     default=None,
     help="Field normalisation (ensemble physics, or per-field as the BMVC scripts).",
 )
 @click.option(
     "--border",
-    type=click.Choice(["clamp", "reflect", "zero"]),
+    type=click.Choice(BORDERS),
     default=None,
     help="Warp border (zero = the Matlab interp2 behaviour).",
 )
@@ -244,13 +213,13 @@ def field(
 @click.option("--seed", type=int, default=None, help="Root seed.")
 @click.option(
     "--compression",
-    type=click.Choice(["gzip", "lzf", "none"]),
+    type=click.Choice(COMPRESSIONS),
     default=None,
     help="HDF5 compression (gzip: readable everywhere; lzf: ~2x faster, h5py only).",
 )
 @click.option(
     "--store-flow",
-    type=click.Choice(["none", "int16", "float16"]),
+    type=click.Choice(FLOW_CHOICES),
     default=None,
     is_flag=False,
     flag_value="int16",
@@ -312,18 +281,11 @@ def generate(
     """
     from turbsim.cityscapes import CityscapesError
     from turbsim.generate import GenerateError, describe_plan, make_plan, select_tasks
-    from turbsim.generate import generate as run_generate
     from turbsim.recipe import RecipeError, recipe_to_toml, resolve_recipe
     from turbsim.shards import ShardError
 
-    keys = {
-        "path_length": "path_length_m",
-        "aperture": "aperture_m",
-        "wavelength": "wavelength_m",
-        "focal_length": "focal_length_px",
-        "path_height": "height_m",
-    }
-    resolved = {keys.get(k, k): v for k, v in overrides.items()}
+    fields = {name: key for key, (_, name) in PHYSICS_FLAGS.items()}
+    resolved = {fields.get(k, k): v for k, v in overrides.items()}
     try:
         plan_recipe = resolve_recipe(recipe, resolved)
         with warnings.catch_warnings(record=True) as caught:
@@ -337,37 +299,24 @@ def generate(
             click.echo(f"# recipe hash {plan_recipe.digest()}")
             click.echo(describe_plan(plan, selected))
             return
-        bar = None
-        if not quiet:
-            from tqdm import tqdm
-
-            bar = tqdm(total=0, unit="img", dynamic_ncols=True, desc="generate")
-
-        def progress(done: int, total: int) -> None:
-            if bar is not None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
-        try:
-            report = run_generate(
-                plan,
-                out,
-                workers=workers,
-                resume=resume,
-                overwrite=overwrite,
-                skip_bad=skip_bad,
-                shard_index=shard_index,
-                num_shards=num_shards,
-                shard_list=shard_list,
-                scheduler=scheduler,
-                progress=progress,
-                log=lambda msg: click.echo(msg, err=True),
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-    except (CityscapesError, RecipeError, GenerateError, ShardError) as error:
+        report = _run_with_progress(
+            plan,
+            out,
+            quiet,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            skip_bad=skip_bad,
+            shard_index=shard_index,
+            num_shards=num_shards,
+            shard_list=shard_list,
+            scheduler=scheduler,
+        )
+    except GenerateError as error:
+        if error.key in GENERATE_FLAG_ERRORS:
+            raise bad_parameter(error, GENERATE_FLAG_ERRORS) from None
+        raise click.ClickException(str(error)) from None
+    except (CityscapesError, RecipeError, ShardError) as error:
         raise click.ClickException(str(error)) from None
     rate = report.samples / report.seconds if report.seconds > 0 else 0.0
     click.echo(
@@ -382,6 +331,32 @@ def generate(
             f"{len(report.missing_shards)} planned shard(s) not present yet; the manifest is "
             "written by the run that completes the set (e.g. rerun with --resume)"
         )
+
+
+def _run_with_progress(plan: Any, out: Path, quiet: bool, **options: Any) -> Any:
+    """turbsim.generate.generate(plan, out, **options) with a tqdm bar (none when ``quiet``)
+    and its log lines on stderr; returns its RunReport."""
+    from turbsim.generate import generate as run_generate
+
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="img", dynamic_ncols=True, desc="generate")
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        return run_generate(
+            plan, out, progress=progress, log=lambda msg: click.echo(msg, err=True), **options
+        )
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 @main.command(short_help="PNG sheets: clean | distorted | field | labels, from shards.")
@@ -424,15 +399,7 @@ def preview(
         if sweep_cn2:
             from turbsim.preview import cn2_sweep
 
-            try:
-                values = [float(v) for v in sweep_cn2.split(",") if v.strip()]
-                if not values or any(not v > 0 for v in values):
-                    raise ValueError
-            except ValueError:
-                raise click.BadParameter(
-                    f"expected positive numbers like 1e-13,1e-12, got {sweep_cn2!r}",
-                    param_hint="'--sweep-cn2'",
-                ) from None
+            values = _positive_floats(sweep_cn2, "--sweep-cn2")
             written.append(cn2_sweep(shards_dir, out_dir / "cn2_sweep.png", values, split, name))
     except (ShardError, OSError) as error:
         raise click.ClickException(str(error)) from None
@@ -472,9 +439,8 @@ def sample_cityscapes(
     the test split, gtFine/.../..._gtFine_labelIds.png, readable like the real data set.
     """
     names = [name.strip() for name in splits.split(",") if name.strip()]
-    allowed = ("train", "val", "test")
-    if not names or any(x not in allowed for x in names) or len(set(names)) != len(names):
-        message = f"expected distinct names among {', '.join(allowed)}, got {splits!r}"
+    if not names or any(x not in SPLITS for x in names) or len(set(names)) != len(names):
+        message = f"expected distinct names among {', '.join(SPLITS)}, got {splits!r}"
         raise click.BadParameter(message, param_hint="'--splits'")
     from turbsim.cityscapes import CityscapesError
     from turbsim.synthetic import write_sample_tree
@@ -569,15 +535,7 @@ def plot_stats(
     """Empirical longitudinal and lateral tilt correlations of generated fields against the
     closed-form theory, and the variance against Cn2, as a PNG (needs the viz extra)."""
     turbulence = params_from_options(**physics)
-    try:
-        values = [float(v) for v in cn2_values.split(",") if v.strip()]
-        if not values or any(not v > 0 for v in values):
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(
-            f"expected positive numbers like 1e-13,1e-12, got {cn2_values!r}",
-            param_hint="'--cn2-values'",
-        ) from None
+    values = _positive_floats(cn2_values, "--cn2-values")
     from turbsim.viz import require_matplotlib
 
     try:
@@ -586,7 +544,8 @@ def plot_stats(
         raise click.ClickException(str(error)) from None
     import numpy as np
 
-    from turbsim.diagnostics import correlation_curves, variance_vs_cn2
+    from turbsim._files import write_json
+    from turbsim.diagnostics import correlation_curves, stats_record, variance_vs_cn2
     from turbsim.viz import plot_stats as draw
 
     rng = np.random.default_rng(seed)
@@ -598,25 +557,11 @@ def plot_stats(
     except OSError as error:
         raise _write_error(out, error) from None
     click.echo(f"wrote {out}")
-    worst = max(
-        float(np.max(np.abs(curves.measured[k] - curves.theory[k]))) for k in curves.measured
-    )
+    worst = curves.largest_deviation()
     click.echo(f"largest |measured - theory| of the correlation curves: {worst:.3f}")
     if json_out is not None:
-        data = {
-            "lags_px": curves.lags_px.tolist(),
-            "eta": curves.eta.tolist(),
-            "measured": {k: v.tolist() for k, v in curves.measured.items()},
-            "stderr": {k: v.tolist() for k, v in curves.stderr.items()},
-            "theory": {k: v.tolist() for k, v in curves.theory.items()},
-            "cn2": line.cn2.tolist(),
-            "variance_theory_px2": line.theory_px2.tolist(),
-            "variance_measured_px2": line.measured_px2.tolist(),
-        }
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_out.with_name(f".{json_out.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, json_out)
+        write_json(json_out, stats_record(curves, line), indent=2)
         click.echo(f"wrote {json_out}")
 
 

@@ -9,8 +9,9 @@ run must resolve to the same config except for the keys in :data:`RESUMABLE_KEYS
 
 Recipes:
 
-- ``bmvc2020``: the optimisation of Rai et al., BMVC 2020 (SPEC-feedbackseg sections 1 and 4):
-  S Adam(lr 5e-4, betas (0.9, 0.999), eps 1e-8, weight decay 2e-4), lr x 0.99 every epoch;
+- ``bmvc2020``, the :class:`TrainConfig` defaults: the optimisation of Rai et al., BMVC 2020
+  (SPEC-feedbackseg sections 1 and 4): S Adam(lr 5e-4, betas (0.9, 0.999), eps 1e-8, weight
+  decay 2e-4), lr x 0.99 every epoch;
   R Adam(lr 2e-4, betas (0.9, 0.999)), lr x 0.5 every 30 epochs; 150 epochs, batch 8, height
   224, T = 3, gammas 0 / 0.1 / 0.2, CB-iFL with alpha 1, no augmentation. Label layout: the
   clean 19 classes with 255 ignored, class weights from the training shards' pixel counts
@@ -25,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ __all__ = [
     "CLASS_WEIGHTS",
     "DEVICES",
     "LOSSES",
+    "MODES",
     "RECIPES",
     "RESUMABLE_KEYS",
     "ConfigError",
@@ -41,6 +44,8 @@ __all__ = [
     "resolve_config",
 ]
 
+#: Model kinds (SPEC 2.4): ERFNet alone, restorer then segmenter, and the feedback loop.
+MODES = ("erfnet", "restore-seg", "feedback")
 #: Segmentation losses (SPEC 3): CB-iFL, iFL (unit weights), cross-entropy (gamma 0, unit).
 LOSSES = ("cb-ifl", "ifl", "ce")
 #: Sources of the CB-iFL class weights.
@@ -66,11 +71,32 @@ _PATH_KEYS = ("shards", "out", "pretrained_encoder")
 
 
 class ConfigError(ValueError):
-    """A bad configuration value or file; one-line message naming the flag or file."""
+    """A bad configuration value or file; one-line message in config-key words.
 
+    ``str(error)`` reads ``"height: 36 is not a multiple of 16 ..."`` (one key),
+    ``"resume and overwrite exclude each other"`` (several) or names the file. A command line
+    maps the keys to its flags (:meth:`describe`).
 
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
+    Attributes:
+        reason: the message without the key(s).
+        keys: the config keys at fault (empty: a file or the config as a whole).
+        key: the one key at fault, or None (several or none).
+    """
+
+    def __init__(self, reason: str, key: str | None = None, *, keys: tuple[str, ...] = ()):
+        self.reason = reason
+        self.keys: tuple[str, ...] = tuple(keys) or ((key,) if key is not None else ())
+        self.key = self.keys[0] if len(self.keys) == 1 else None
+        super().__init__(self.describe())
+
+    def describe(self, name: Callable[[str], str] = str) -> str:
+        """The message with each key written as ``name(key)`` (e.g. its command-line flag)."""
+        names = [name(k) for k in self.keys]
+        if not names:
+            return self.reason
+        if len(names) == 1:
+            return f"{names[0]}: {self.reason}"
+        return f"{' and '.join(names)} {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -196,25 +222,23 @@ def _positive(config: TrainConfig, key: str, allow_none: bool = False, minimum: 
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{_flag(key)}: must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"must be an integer >= {minimum}, got {value!r}", key)
 
 
 def _validate(c: TrainConfig) -> None:
-    from feedbackseg.models import MODES
-
     if c.mode not in MODES:
-        raise ConfigError(f"--mode: unknown mode {c.mode!r} (expected one of {', '.join(MODES)})")
+        raise ConfigError(f"unknown mode {c.mode!r} (expected one of {', '.join(MODES)})", "mode")
     if c.loss not in LOSSES:
-        raise ConfigError(f"--loss: unknown loss {c.loss!r} (expected one of {', '.join(LOSSES)})")
+        raise ConfigError(f"unknown loss {c.loss!r} (expected one of {', '.join(LOSSES)})", "loss")
     if c.class_weights not in CLASS_WEIGHTS:
         raise ConfigError(
-            f"--class-weights: unknown source {c.class_weights!r} "
-            f"(expected one of {', '.join(CLASS_WEIGHTS)})"
+            f"unknown source {c.class_weights!r} (expected one of {', '.join(CLASS_WEIGHTS)})",
+            "class_weights",
         )
     if c.device not in DEVICES:
-        raise ConfigError(f"--device: {c.device!r} is not one of {', '.join(DEVICES)}")
+        raise ConfigError(f"{c.device!r} is not one of {', '.join(DEVICES)}", "device")
     if c.num_classes not in (19, 20):
-        raise ConfigError(f"num_classes: must be 19 or 20, got {c.num_classes!r}")
+        raise ConfigError(f"must be 19 or 20, got {c.num_classes!r}", "num_classes")
     for key in ("epochs", "batch_size", "iterations", "log_every", "checkpoint_every"):
         _positive(c, key)
     for key in ("lr_s_decay_epochs", "lr_r_decay_epochs"):
@@ -228,75 +252,49 @@ def _validate(c: TrainConfig) -> None:
         _positive(c, "height")
         if c.height % multiple:
             raise ConfigError(
-                f"--height: {c.height} is not a multiple of {multiple} (the {c.mode} networks "
-                f"downsample by {multiple})"
+                f"{c.height} is not a multiple of {multiple} (the {c.mode} networks "
+                f"downsample by {multiple})",
+                "height",
             )
     if c.crop is not None:
         if not c.augment:
-            raise ConfigError("crop: needs augment = true")
+            raise ConfigError("needs augment = true", "crop")
         if len(c.crop) != 2 or any(int(v) % multiple or int(v) < multiple for v in c.crop):
-            raise ConfigError(f"crop: must be (h, w), multiples of {multiple}, got {c.crop!r}")
+            raise ConfigError(f"must be (h, w), multiples of {multiple}, got {c.crop!r}", "crop")
     for key in ("amp", "channels_last", "tf32", "augment", "small", "locking"):
         value = getattr(c, key)
         nullable = key in ("amp", "channels_last", "locking")
         if not (isinstance(value, bool) or (value is None and nullable)):
-            raise ConfigError(f"{_flag(key)}: must be true or false, got {value!r}")
+            raise ConfigError(f"must be true or false, got {value!r}", key)
     for key in ("lr_s", "lr_r", "alpha"):
         value = getattr(c, key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-            raise ConfigError(f"{_flag(key)}: must be a number > 0, got {value!r}")
+            raise ConfigError(f"must be a number > 0, got {value!r}", key)
     for key in ("eps_s", "eps_r", "weight_decay_s", "weight_decay_r", "gamma_step"):
         value = getattr(c, key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{_flag(key)}: must be a number >= 0, got {value!r}")
+            raise ConfigError(f"must be a number >= 0, got {value!r}", key)
     for key in ("lr_s_decay", "lr_r_decay"):
         value = getattr(c, key)
         if not isinstance(value, (int, float)) or not 0 < value <= 1:
-            raise ConfigError(f"{_flag(key)}: must be in (0, 1], got {value!r}")
+            raise ConfigError(f"must be in (0, 1], got {value!r}", key)
     if not 0 <= c.beta < 1:
-        raise ConfigError(f"--beta: must be in [0, 1), got {c.beta!r}")
+        raise ConfigError(f"must be in [0, 1), got {c.beta!r}", "beta")
     for key in ("betas_s", "betas_r"):
         betas = getattr(c, key)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ConfigError(f"{key}: must be two numbers in [0, 1), got {betas!r}")
+            raise ConfigError(f"must be two numbers in [0, 1), got {betas!r}", key)
     if c.resume and c.overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
+        raise ConfigError("exclude each other", keys=("resume", "overwrite"))
     if not c.shards or not c.out:
-        raise ConfigError("shards and out must be given")
+        raise ConfigError("must be given", keys=("shards", "out"))
 
 
-#: Named recipes: key -> value over the dataclass defaults.
+#: Named recipes: key -> value over the dataclass defaults. ``bmvc2020`` is the defaults
+#: themselves (SPEC section 4); ``bmvc2020-original`` changes the label layout only.
 RECIPES: dict[str, dict[str, Any]] = {
-    "bmvc2020": {
-        "epochs": 150,
-        "batch_size": 8,
-        "height": 224,
-        "iterations": 3,
-        "gamma_step": 0.1,
-        "alpha": 1.0,
-        "beta": 0.9999,
-        "loss": "cb-ifl",
-        "class_weights": "shards",
-        "num_classes": 19,
-        "augment": False,
-        "lr_s": 5e-4,
-        "betas_s": (0.9, 0.999),
-        "eps_s": 1e-8,
-        "weight_decay_s": 2e-4,
-        "lr_s_decay": 0.99,
-        "lr_s_decay_epochs": 1,
-        "lr_r": 2e-4,
-        "betas_r": (0.9, 0.999),
-        "eps_r": 1e-8,
-        "weight_decay_r": 0.0,
-        "lr_r_decay": 0.5,
-        "lr_r_decay_epochs": 30,
-    },
-}
-RECIPES["bmvc2020-original"] = {
-    **RECIPES["bmvc2020"],
-    "num_classes": 20,
-    "class_weights": "bmvc2020",
+    "bmvc2020": {},
+    "bmvc2020-original": {"num_classes": 20, "class_weights": "bmvc2020"},
 }
 
 #: Recipe used when neither ``--recipe`` nor the TOML file names one.
@@ -363,7 +361,7 @@ def resolve_config(
     recipe = recipe or file_values.get("recipe") or DEFAULT_RECIPE
     if recipe not in RECIPES:
         raise ConfigError(
-            f"--recipe: unknown recipe {recipe!r} (expected one of {', '.join(RECIPES)})"
+            f"unknown recipe {recipe!r} (expected one of {', '.join(RECIPES)})", "recipe"
         )
     values: dict[str, Any] = dict(RECIPES[recipe])
     values.update(file_values)

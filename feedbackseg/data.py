@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from turbsim import shards
-
-IGNORE_INDEX = 255
+from turbsim.shards.schema import IGNORE_LABEL
 
 
 class DataError(ValueError):
@@ -189,7 +189,7 @@ class ShardDataset(Dataset):
             distorted, clean, label = self._augment([distorted, clean, label], int(index))
         label = label.astype(np.int64)
         if self.num_classes == 20:
-            label[label == IGNORE_INDEX] = 19
+            label[label == IGNORE_LABEL] = 19
         return {
             "distorted": _to_chw(distorted),
             "clean": _to_chw(clean),
@@ -210,20 +210,37 @@ def _to_chw(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
 
 
-def pixel_counts(root: str | Path, split: str, num_classes: int = 19) -> torch.Tensor:
+def _label_maps(reader: shards.ShardReader) -> Iterator[np.ndarray]:
+    """The uint8 (H, W) label maps of a shard, one at a time, without the RGB images.
+
+    Reads only the ``label`` dataset; the reader opens and checks the file first.
+    """
+    for i in range(len(reader)):
+        yield reader.read("label", i)
+
+
+def pixel_counts(
+    root: str | Path, split: str, num_classes: int = 19, locking: bool | None = None
+) -> torch.Tensor:
     """Pixels per class in the stored labels of ``split``: int64 (num_classes,).
 
     Counts at the stored resolution (class frequencies barely depend on it); 255 is not counted
-    (with ``num_classes=20`` it is counted as the void class 19).
+    (with ``num_classes=20`` it is counted as the void class 19). Only the label maps are read.
+
+    Args:
+        root: the shard folder.
+        split: e.g. ``"train"``.
+        num_classes: 19 or 20 (the original layout).
+        locking: h5py file locking (False on network filesystems that reject locks).
     """
     root = Path(root)
     counts = np.zeros(num_classes, np.int64)
     for entry in split_shards(root, split):
-        with shards.ShardReader(root / entry["file"]) as reader:
-            for i in range(len(reader)):
-                label = reader[i]["label"].ravel()
+        with shards.ShardReader(root / entry["file"], locking=locking) as reader:
+            for label in _label_maps(reader):
+                label = label.ravel()
                 if num_classes == 20:
-                    label = np.where(label == IGNORE_INDEX, 19, label)
+                    label = np.where(label == IGNORE_LABEL, 19, label)
                 valid = label[label < num_classes]
                 counts += np.bincount(valid, minlength=num_classes)[:num_classes]
     return torch.from_numpy(counts)

@@ -1,6 +1,6 @@
 """Process-group helpers for ``torchrun`` training, and the samplers of training and evaluation.
 
-``torchrun --nproc-per-node N -m cli.fbseg_cmd train ...`` sets ``WORLD_SIZE``, ``RANK`` and
+``torchrun --nproc-per-node N --no-python fbseg train ...`` sets ``WORLD_SIZE``, ``RANK`` and
 ``LOCAL_RANK``; :func:`setup_distributed` reads them, picks the device (``cuda:LOCAL_RANK`` or the
 CPU) and joins the process group (NCCL on CUDA, gloo on the CPU). Without those variables it
 returns a single-process context and touches nothing. Rank 0 alone logs and writes files.
@@ -28,12 +28,57 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 __all__ = [
+    "DeviceError",
     "DistributedContext",
     "EpochIndexedDataset",
     "ResumableDistributedSampler",
     "ShardedEvalSampler",
+    "all_reduce_count",
+    "resolve_device",
     "setup_distributed",
+    "world",
 ]
+
+
+class DeviceError(ValueError):
+    """The asked device does not exist on this machine; one-line message."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device for ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:k]"``.
+
+    Raises:
+        DeviceError: CUDA asked for but not available, or an unknown device name.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"--device {device}: CUDA is not available on this machine")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise DeviceError(f"--device: unknown device {device!r}") from None
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce_count(count: int) -> int:
+    """Sum an integer over the ranks (identity without a process group; a collective)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return count
+    device = torch.device("cpu")
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    value = torch.tensor([count], dtype=torch.int64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return int(value.item())
 
 
 @dataclass(frozen=True)
@@ -118,11 +163,9 @@ def setup_distributed(device: str = "auto") -> DistributedContext:
         The context; ``initialized`` is True when this call created the process group.
 
     Raises:
-        ValueError: "cuda" asked for but not available (one line).
+        DeviceError: "cuda" asked for but not available (one line).
     """
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    use_cuda = resolve_device(device).type == "cuda"
     world_size = _env_int("WORLD_SIZE", 1)
     local_rank = _env_int("LOCAL_RANK", 0)
     if use_cuda:

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from turbsim.shards.schema import IGNORE_LABEL
+
 __all__ = [
     "BMVC2020_CLASS_WEIGHTS",
     "ERFNET_CLASS_WEIGHTS",
@@ -134,7 +136,7 @@ def iteration_gammas(iterations: int, step: float = 0.1) -> list[float]:
     return [round(t * step, 12) for t in range(iterations)]
 
 
-def count_pixels(target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+def count_pixels(target: Tensor, num_classes: int, ignore_index: int = IGNORE_LABEL) -> Tensor:
     """Pixels per class in a label tensor, for :func:`class_balanced_weights`.
 
     Args:
@@ -169,7 +171,7 @@ def focal_loss(
     target: Tensor,
     gamma: float = 0.0,
     class_weights: Tensor | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_LABEL,
     reduction: str = "per_image",
 ) -> Tensor:
     """Class-weighted focal loss with a detached modulating factor (SPEC 3).
@@ -262,7 +264,11 @@ def _check_weights(class_weights: Tensor, num_classes: int) -> Tensor:
 
 
 def ifl(
-    logits: Tensor, target: Tensor, gamma: float, alpha: float = 1.0, ignore_index: int = 255
+    logits: Tensor,
+    target: Tensor,
+    gamma: float,
+    alpha: float = 1.0,
+    ignore_index: int = IGNORE_LABEL,
 ) -> Tensor:
     """Iteration focal loss of one feedback iteration, unit class weights (SPEC 3).
 
@@ -288,7 +294,7 @@ def cb_ifl(
     class_weights: Tensor,
     gamma: float,
     alpha: float = 1.0,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_LABEL,
 ) -> Tensor:
     """Class-balanced iteration focal loss of one feedback iteration (SPEC 3).
 
@@ -324,7 +330,7 @@ class FocalLoss(nn.Module):
         self,
         gamma: float = 0.0,
         class_weights: Tensor | None = None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_LABEL,
         reduction: str = "per_image",
     ) -> None:
         super().__init__()
@@ -368,7 +374,7 @@ class CBiFLLoss(nn.Module):
         class_weights: Tensor | None = None,
         gamma_step: float = 0.1,
         alpha: float = 1.0,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_LABEL,
     ) -> None:
         super().__init__()
         self.gamma_step = float(gamma_step)
@@ -420,5 +426,7 @@ class IFLLoss(CBiFLLoss):
         ignore_index: Ignored label.
     """
 
-    def __init__(self, gamma_step: float = 0.1, alpha: float = 1.0, ignore_index: int = 255):
+    def __init__(
+        self, gamma_step: float = 0.1, alpha: float = 1.0, ignore_index: int = IGNORE_LABEL
+    ):
         super().__init__(None, gamma_step, alpha, ignore_index)

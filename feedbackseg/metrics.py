@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from feedbackseg.cityscapes_labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
 
 __all__ = ["CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "ConfusionMatrix"]
 
@@ -50,7 +51,7 @@ class ConfusionMatrix:
             predicted as ``p``.
     """
 
-    def __init__(self, num_classes: int = 19, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_LABEL) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)

@@ -8,7 +8,6 @@ are written to a temporary file in the same folder and renamed into place.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -16,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from feedbackseg import rundir
 
 __all__ = [
     "MATPLOTLIB_MISSING",
@@ -28,7 +29,7 @@ __all__ = [
 
 #: Message of the ImportError raised when matplotlib is missing.
 MATPLOTLIB_MISSING = "drawing PNG charts needs matplotlib: pip install 'turbsim-feedbackseg[viz]'"
-METRICS_NAME = "metrics.jsonl"
+METRICS_NAME = rundir.METRICS_NAME
 #: Loss keys of the training records, drawn when present.
 LOSS_KEYS = ("loss_seg", "loss_l1")
 
@@ -47,31 +48,20 @@ def require_matplotlib() -> ModuleType:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of ``RUN/metrics.jsonl`` (blank lines skipped).
+    """The records of ``RUN/metrics.jsonl``: :func:`feedbackseg.rundir.read_metrics`.
+
+    A half-written last line (a killed run) is skipped.
 
     Args:
         run_dir: a run folder, or the metrics file itself.
 
     Raises:
-        PlotError: no such file, or a line that is not a JSON object.
+        PlotError: no such file, or a line other than the last that is not a JSON object.
     """
-    path = Path(run_dir)
-    if path.is_dir():
-        path = path / METRICS_NAME
-    if not path.is_file():
-        raise PlotError(f"{path}: no such metrics file")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise PlotError(f"{path}: line {number} is not valid JSON") from None
-        if not isinstance(record, dict):
-            raise PlotError(f"{path}: line {number} is not a JSON object")
-        records.append(record)
-    return records
+    try:
+        return rundir.read_metrics(run_dir)
+    except rundir.MetricsError as error:
+        raise PlotError(str(error)) from None
 
 
 def _number(value: Any) -> float | None:

@@ -25,21 +25,25 @@ import torch
 from torch import nn
 
 from feedbackseg.cityscapes_labels import colorize_train_ids
-from feedbackseg.evaluate import (
+from feedbackseg.distributed import resolve_device
+from feedbackseg.evaluate import write_png
+from feedbackseg.inference import (
     DEFAULT_ITERATIONS,
     EvalError,
+    checkpoint_height,
+    checkpoint_iterations,
+    load_model,
     predicted_ids,
-    resolve_device,
-    run_model,
     size_multiple,
-    write_png,
 )
+from feedbackseg.models import infer
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "TITLE_PX",
     "collect_images",
     "network_size",
+    "predict_checkpoint",
     "predict_paths",
     "read_rgb",
     "sheet",
@@ -186,14 +190,53 @@ def predict_paths(
         h, w = network_size(rgb.shape[:2], height, multiple)
         resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
         x = torch.from_numpy(resized.transpose(2, 0, 1).copy()).float().div_(255.0)
-        all_logits, restored = run_model(model, x[None].to(device), iterations)
-        seg = colorize_train_ids(predicted_ids(all_logits[-1])[0].cpu().numpy())
+        out = infer(model, x[None].to(device), iterations)
+        seg = colorize_train_ids(predicted_ids(out.logits[-1])[0].cpu().numpy())
         written.append(write_png(out_dir / f"{path.stem}_seg.png", seg))
         panels = [("input", resized)]
-        if restored:
-            restored_rgb = _to_uint8(restored[-1][0])
+        if out.restored:
+            restored_rgb = _to_uint8(out.restored[-1][0])
             written.append(write_png(out_dir / f"{path.stem}_restored.png", restored_rgb))
             panels.append(("restored", restored_rgb))
         panels.append(("segmentation", seg))
         written.append(write_png(out_dir / f"{path.stem}_sheet.png", sheet(panels)))
     return written
+
+
+def predict_checkpoint(
+    checkpoint_path: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    height: int | None = None,
+    iterations: int | None = None,
+    device: str | torch.device = "auto",
+) -> list[Path]:
+    """Load a trainer checkpoint and restore and segment image files with it (``fbseg
+    predict``); bad input paths fail before the model loads.
+
+    Args:
+        checkpoint_path: a checkpoint written by the trainer (``RUN/best.pt``).
+        inputs, out_dir: as for :func:`predict_paths`.
+        height: processing height [px] (a multiple of 16); None: the checkpoint's training
+            height, or each image's own height if it names none.
+        iterations: feedback iterations T; None: the checkpoint's (3 if it does not say).
+        device: "cpu", "cuda", "auto" or a torch.device.
+
+    Returns:
+        The files written, as :func:`predict_paths`.
+
+    Raises:
+        EvalError: a bad input path or height. CheckpointError: a missing, unreadable or
+            foreign checkpoint. DeviceError: the device does not exist on this machine.
+    """
+    images = collect_images(inputs)
+    device = resolve_device(device)
+    model, checkpoint = load_model(checkpoint_path, device)
+    return predict_paths(
+        model,
+        images,
+        out_dir,
+        height=height or checkpoint_height(checkpoint),
+        iterations=iterations or checkpoint_iterations(checkpoint),
+        device=device,
+    )

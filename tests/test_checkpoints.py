@@ -269,6 +269,60 @@ def test_export_state_dict_is_detached_copies() -> None:
     assert all(not v.requires_grad and v.is_contiguous() for v in exported.values())
 
 
+# ------------------------------------------------------------------- this package's format
+@pytest.mark.parametrize("mode", ["erfnet", "restore-seg", "feedback"])
+def test_own_checkpoint_round_trip(tmp_path: Path, mode: str) -> None:
+    """save_checkpoint -> load_checkpoint (weights only) -> model_from_checkpoint rebuilds the
+    network through build_model and computes exactly what the saved one does."""
+    from feedbackseg.checkpoints import (
+        CHECKPOINT_FORMAT,
+        load_checkpoint,
+        model_from_checkpoint,
+        save_checkpoint,
+    )
+    from feedbackseg.models import build_model, predict_logits
+
+    net = build_model(mode, num_classes=5, small=True)
+    randomise_bn(net)
+    path = tmp_path / "run" / "best.pt"
+    payload = {"mode": mode, "num_classes": 5, "small": True, "model": net.state_dict()}
+    save_checkpoint(path, {**payload, "step": 3})
+    checkpoint = load_checkpoint(path)
+    assert (checkpoint["format"], checkpoint["step"]) == (CHECKPOINT_FORMAT, 3)
+    rebuilt = model_from_checkpoint(checkpoint, path)
+    assert type(rebuilt) is type(net) and not rebuilt.training
+    net.eval()
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(predict_logits(rebuilt, x, 2), predict_logits(net, x, 2))
+    original = tmp_path / "erfnet_pretrained.pth"
+    torch.save(original_style(ERFNet(num_classes=5).state_dict()), original)
+    with pytest.raises(CheckpointError, match="fbseg import-checkpoint"):
+        load_checkpoint(original)
+    with pytest.raises(CheckpointError, match="unknown model mode 'unet'"):
+        model_from_checkpoint({**checkpoint, "mode": "unet"}, path)
+
+
+def test_original_import_lives_apart_with_its_names_kept() -> None:
+    """original.py holds the import of the original files; every name stays importable from
+    feedbackseg.checkpoints (the same objects), and original.py does not import checkpoints.py
+    (checkpoints -> original -> weights, no cycle)."""
+    import ast
+
+    import feedbackseg.checkpoints as checkpoints
+    import feedbackseg.original as original
+    import feedbackseg.weights as weights
+
+    for name in original.__all__:
+        assert getattr(checkpoints, name) is getattr(original, name), name
+    assert checkpoints.CheckpointError is original.CheckpointError is weights.CheckpointError
+    assert checkpoints.export_state_dict is weights.export_state_dict
+    for module in (original, weights):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "feedbackseg.checkpoints" not in imported, module.__name__
+
+
 # -------------------------------------------------------------------------------- CLI
 def test_cli_import_checkpoint_writes_our_format(tmp_path: Path) -> None:
     net = Restorer(base_width=4, depth=3, num_classes=20)

@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
@@ -16,6 +17,8 @@ import turbsim
 from cli import options
 from cli.fbseg_cmd import main as fbseg
 from cli.turbsim_cmd import main as turbsim_cli
+from turbsim.shards import schema
+from turbsim.theory import describe
 from turbsim.viz import field_to_rgb
 
 TURBSIM_NOT_IMPLEMENTED: list[str] = []
@@ -48,8 +51,20 @@ def test_version() -> None:
     assert result.output.startswith("turbsim, version ")
 
 
-def test_wave_choices_match_the_library() -> None:
-    assert options.WAVE_CHOICES == turbsim.params.WAVES
+def test_choice_lists_come_from_the_library() -> None:
+    assert options.WAVE_CHOICES == schema.WAVES == turbsim.params.WAVES
+    generate = turbsim_cli.commands["generate"]
+    choices = {p.name: tuple(p.type.choices) for p in generate.params if hasattr(p.type, "choices")}
+    assert choices == {
+        "wave": schema.WAVES,
+        "normalize": schema.NORMALIZE_CHOICES,
+        "border": schema.BORDERS,
+        "compression": schema.COMPRESSIONS,
+        "store_flow": schema.FLOW_CHOICES,
+    }
+    field = turbsim_cli.commands["field"]
+    normalize = next(p for p in field.params if p.name == "normalize")
+    assert tuple(normalize.type.choices) == schema.NORMALIZE_CHOICES
 
 
 def test_params_table_shows_reference_sigma_r() -> None:
@@ -66,7 +81,7 @@ def test_params_json_matches_summary() -> None:
     result = run(turbsim_cli, "params", "--json", "--cn2", "3e-13")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    expected = REFERENCE.with_cn2(3e-13).summary()
+    expected = describe(REFERENCE.with_cn2(3e-13))
     assert summary.keys() == expected.keys()
     assert summary["sigma_r_px"] == pytest.approx(3.066, abs=1e-3)
     assert summary["rho"] == pytest.approx(expected["rho"], rel=1e-12)
@@ -94,15 +109,17 @@ def test_physics_flags_reach_the_parameters() -> None:
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    expected = turbsim.TurbulenceParams(
-        cn2=7e-13,
-        path_length_m=5000.0,
-        aperture_m=0.1,
-        wavelength_m=6e-7,
-        focal_length_px=2262.0,
-        height_m=10.0,
-        wave="plane",
-    ).summary()
+    expected = describe(
+        turbsim.TurbulenceParams(
+            cn2=7e-13,
+            path_length_m=5000.0,
+            aperture_m=0.1,
+            wavelength_m=6e-7,
+            focal_length_px=2262.0,
+            height_m=10.0,
+            wave="plane",
+        )
+    )
     assert summary == pytest.approx(expected)
 
 
@@ -119,12 +136,119 @@ def test_physics_flags_reach_the_parameters() -> None:
 )
 def test_bad_physics_value_is_one_line_naming_the_flag(flag: str, value: str) -> None:
     result = run(turbsim_cli, "params", flag, value)
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     lines = error_lines(result)
     assert len(lines) == 1, result.output
     assert flag in lines[0]
     assert lines[0].startswith("Error:")
     assert "Traceback" not in result.output
+
+
+#: `turbsim params` before the refactor of issue 10 (the table must not change).
+REFERENCE_TABLE = """\
+inputs:
+  cn2                         1e-12  m^-2/3  refractive-index structure constant Cn2
+  path_length_m                2000  m       camera-to-scene range L
+  aperture_m              0.0535714  m       aperture diameter D
+  wavelength_m              5.5e-07  m       wavelength lambda
+  focal_length_px             75000  px      focal length f
+  height_m                        4  m       height h of the path above ground
+  wave                    spherical          wave model
+derived:
+  theta_d_rad           2.67857e-05  rad     theta_D = D / L
+  f_theta_d_px              2.00893  px      f theta_D: pixels per unit of eta
+  outer_scale_m                 1.6  m       outer scale L0 = 0.4 h
+  rho                       29.8667  1       rho = L0 / D: shape of the correlation
+  q                         1.61524  1       q = D / sqrt(lambda L)
+  variance_coefficient      1.04966  1       c(q) in sigma_A^2 = c Cn2 L D^-1/3
+  sigma_a_rad           7.46251e-05  rad     std of the angle of arrival, one axis
+  sigma_r_px                5.59688  px      std of the displacement, one axis
+  r0_m                   0.00169738  m       Fried parameter r0
+  d_over_r0                 31.5613  1       D / r0
+"""
+
+
+def test_params_table_is_unchanged() -> None:
+    result = run(turbsim_cli, "params")
+    assert result.exit_code == 0, result.output
+    assert result.output == REFERENCE_TABLE
+
+
+def test_params_json_is_unchanged() -> None:
+    result = run(turbsim_cli, "params", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith('{\n  "cn2": 1e-12,\n  "path_length_m": 2000.0,\n')
+    assert '\n  "sigma_r_px": 5.596878766177494,\n' in result.output
+    assert result.output.endswith('\n  "d_over_r0": 31.561295454440597\n}\n')
+
+
+def test_physics_error_maps_its_key_to_the_flag_without_reading_the_message() -> None:
+    """The flag comes from ParamsError.key; the message is passed through untouched."""
+    with pytest.raises(click.BadParameter) as caught:
+        options.params_from_options(
+            cn2=1e-12,
+            path_length=2000.0,
+            aperture=0.05,
+            wavelength=5.5e-7,
+            focal_length=75000.0,
+            path_height=-4.0,
+            wave="spherical",
+        )
+    assert caught.value.param_hint == "'--path-height'"
+    assert caught.value.message == "height_m must be finite and > 0, got -4.0"
+    error = ValueError("cn2 is the first word but no key is set")
+    assert options.bad_parameter(error, {"cn2": "--cn2"}).param_hint is None
+    error.key = "cn2"  # type: ignore[attr-defined]
+    assert options.bad_parameter(error, {"cn2": "--cn2"}).param_hint == "'--cn2'"
+
+
+@pytest.fixture(scope="module")
+def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from turbsim.synthetic import write_sample_tree
+
+    root = tmp_path_factory.mktemp("cityscapes")
+    write_sample_tree(root, 1, 32, 64, seed=0, splits=("train",))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--shard-index", "0"], "--num-shards"),
+        (["--num-shards", "2"], "--shard-index"),
+        (["--shard-index", "5", "--num-shards", "2"], "--shard-index"),
+        (["--shard-index", "-1", "--num-shards", "2"], "--shard-index"),
+        (["--num-shards", "0", "--shard-index", "0"], "--num-shards"),
+        (["--resume", "--overwrite"], "--resume"),
+        (["--shards", "3,x"], "--shards"),
+        (["--shards", "0", "--shard-index", "0", "--num-shards", "1"], "--shards"),
+        (["--shards", "0", "--dry-run", "--shard-index", "0", "--num-shards", "1"], "--shards"),
+    ],
+)
+def test_generate_bad_flag_combination_is_a_usage_error(
+    tiny_tree: Path, tmp_path: Path, args: list[str], flag: str
+) -> None:
+    out = tmp_path / "out"
+    common = ["--cityscapes", tiny_tree, "--out", out, "--quiet", "--splits", "train"]
+    result = run(turbsim_cli, "generate", *common, *args)
+    assert result.exit_code == 2, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    assert f"'{flag}'" in lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())  # refused before writing anything
+
+
+def test_generate_folder_problem_is_not_a_usage_error(tiny_tree: Path, tmp_path: Path) -> None:
+    """A state of the disk (a foreign non-empty --out), not a flag mistake: exit code 1."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    common = ["--cityscapes", tiny_tree, "--out", out, "--quiet", "--splits", "train"]
+    result = run(turbsim_cli, "generate", *common)
+    assert result.exit_code == 1, result.output
+    assert "not a turbsim output folder" in result.output
+    assert (out / "mine.txt").read_text() == "keep me"
 
 
 def test_field_writes_the_library_field(tmp_path: Path) -> None:

@@ -131,3 +131,25 @@ def test_missing_or_foreign_folders_are_named(shard_dir: Path, tmp_path: Path) -
         ShardDataset(tmp_path, "train")
     with pytest.raises(DataError, match="no split 'test'"):
         ShardDataset(shard_dir, "test")
+
+
+def test_pixel_counts_reads_only_labels_and_passes_locking(
+    shard_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = pixel_counts(shard_dir, "train")
+    opened: list[bool | None] = []
+    real_init = shards.ShardReader.__init__
+
+    def recording_init(self, path, locking=None) -> None:
+        opened.append(locking)
+        real_init(self, path, locking=locking)
+
+    def no_samples(self, index):
+        raise AssertionError("pixel_counts decoded a whole sample (both RGB images)")
+
+    monkeypatch.setattr(shards.ShardReader, "__init__", recording_init)
+    monkeypatch.setattr(shards.ShardReader, "__getitem__", no_samples)
+    counts = pixel_counts(shard_dir, "train", locking=False)
+    assert torch.equal(counts, expected)  # same counts as the stored labels give
+    assert opened and all(flag is False for flag in opened)  # one False per shard file
+    assert len(opened) == 2  # 3 samples in shards of 2

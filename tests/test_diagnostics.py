@@ -14,7 +14,13 @@ from click.testing import CliRunner
 
 from cli.turbsim_cmd import main
 from turbsim import TurbulenceParams
-from turbsim.diagnostics import correlation_curves, rendered_taper, variance_vs_cn2
+from turbsim.diagnostics import (
+    correlation_curves,
+    rendered_taper,
+    stats_record,
+    variance_vs_cn2,
+)
+from turbsim.theory import sigma_r_px
 
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 
@@ -47,6 +53,30 @@ def test_variance_line_is_sigma_squared(reference_params: TurbulenceParams) -> N
         assert np.all(np.abs(line.measured_px2[i] - line.theory_px2[i]) < 4 * line.stderr_px2[i])
 
 
+def test_stats_record_and_largest_deviation(reference_params: TurbulenceParams) -> None:
+    rng = np.random.default_rng(5)
+    curves = correlation_curves(reference_params, (32, 32), 3, rng, np.array([1, 2, 4]))
+    line = variance_vs_cn2(reference_params, np.array([1e-13, 1e-12]), (32, 32), 2, rng)
+    assert curves.sigma_r_px == sigma_r_px(reference_params)
+    assert line.theory_px2[1] == sigma_r_px(reference_params) ** 2
+    record = stats_record(curves, line)
+    assert list(record) == [
+        "lags_px",
+        "eta",
+        "measured",
+        "stderr",
+        "theory",
+        "cn2",
+        "variance_theory_px2",
+        "variance_measured_px2",
+    ]
+    assert record["lags_px"] == [1, 2, 4] and record["cn2"] == [1e-13, 1e-12]
+    assert np.array(record["variance_measured_px2"]).shape == (2, 2)
+    json.dumps(record)  # plain lists and floats
+    gaps = [np.abs(curves.measured[k] - curves.theory[k]).max() for k in curves.measured]
+    assert curves.largest_deviation() == max(gaps) > 0
+
+
 @pytest.mark.skipif(not HAS_MPL, reason="matplotlib (viz extra) not installed")
 def test_plot_stats_cli_writes_png_and_json(tmp_path: Path) -> None:
     out, js = tmp_path / "stats.png", tmp_path / "stats.json"
@@ -71,8 +101,19 @@ def test_plot_stats_cli_writes_png_and_json(tmp_path: Path) -> None:
     assert cv2.imread(str(out)).shape == (420, 1100, 3)
     data = json.loads(js.read_text())
     assert set(data["measured"]) == {"x_par", "x_perp", "y_par", "y_perp"}
+    assert js.read_text() == json.dumps(data, indent=2) + "\n"  # the format of the JSON file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.json", "stats.png"]
+    worst = float(res.output.split("correlation curves: ")[1].split()[0])
+    assert worst == pytest.approx(
+        max(
+            abs(m - t)
+            for k in data["measured"]
+            for m, t in zip(data["measured"][k], data["theory"][k], strict=True)
+        ),
+        abs=5e-4,
+    )
     bad = CliRunner().invoke(main, ["plot-stats", "--cn2-values", "-1", "--out", str(out)])
-    assert bad.exit_code != 0 and "--cn2-values" in bad.output
+    assert bad.exit_code == 2 and "--cn2-values" in bad.output
 
 
 def test_plot_stats_without_matplotlib_says_how_to_install(tmp_path: Path, monkeypatch) -> None:

@@ -28,7 +28,13 @@ from feedbackseg.cityscapes_labels import (
     colorize_train_ids,
 )
 from feedbackseg.data import ShardDataset
-from feedbackseg.evaluate import comparison_markdown, evaluate, load_result
+from feedbackseg.evaluate import (
+    EvalError,
+    comparison_markdown,
+    evaluate,
+    evaluate_checkpoint,
+    load_result,
+)
 from feedbackseg.metrics import ConfusionMatrix
 from feedbackseg.models import build_model
 from turbsim.generate import generate, make_plan
@@ -206,12 +212,57 @@ def test_ranks_split_samples_without_duplicates(shards, monkeypatch):
     monkeypatch.setattr(ConfusionMatrix, "all_reduce", lambda self, group=None: self)
     parts = []
     for rank in range(2):
-        monkeypatch.setattr(evaluate_module, "_world", lambda rank=rank: (rank, 2))
+        monkeypatch.setattr(evaluate_module, "world", lambda rank=rank: (rank, 2))
         parts.append(evaluate(model, dataset))
     assert [p.samples for p in parts] == [3, 2]
     np.testing.assert_array_equal(
         parts[0].confusion.matrix + parts[1].confusion.matrix, whole.confusion.matrix
     )
+
+
+def test_evaluate_checkpoint_is_what_fbseg_eval_reports(shards, checkpoints, tmp_path):
+    """One call loads, opens the split at the checkpoint's height and evaluates; the CLI prints
+    its report and writes its dict, key for key."""
+    evaluation = evaluate_checkpoint(checkpoints["feedback"], shards, "val", device="cpu")
+    assert (evaluation.mode, evaluation.iterations, evaluation.step) == ("feedback", 2, 7)
+    assert evaluation.result.resolution == (64, 128)
+    assert evaluation.result.samples == VAL_SAMPLES
+    out = tmp_path / "eval.json"
+    cli = _cli("eval", checkpoints["feedback"], shards, "--json", out, "--device", "cpu")
+    assert cli.exit_code == 0, cli.output
+    assert cli.output.startswith(evaluation.report())
+    data = json.loads(out.read_text())
+    assert list(data) == list(evaluation.to_dict())
+    assert data == json.loads(json.dumps(evaluation.to_dict()))
+    assert list(data)[-4:] == ["shards", "mode", "iterations", "step"]
+    assert data["checkpoint"] == str(checkpoints["feedback"])
+    with pytest.raises(EvalError, match="40 is not a multiple of 16") as caught:
+        evaluate_checkpoint(checkpoints["feedback"], shards, height=40)
+    assert caught.value.key == "height"
+    once = evaluate_checkpoint(checkpoints["erfnet"], shards, height=32, iterations=3)
+    assert once.iterations == 1 and once.result.resolution == (32, 64)
+
+
+def test_evaluate_takes_the_training_models_in_memory(shards, checkpoints):
+    """What the trainer's validation passes: a bare model of build_model, in train mode, with
+    its parts (R, S) shared with the optimisers. The result equals the checkpoint's and the
+    model is left in eval mode."""
+    from feedbackseg.inference import load_model
+    from feedbackseg.models import model_parts
+
+    dataset = ShardDataset(shards, "val")
+    for mode in ("feedback", "erfnet"):
+        saved, _ = load_model(checkpoints[mode])
+        model = build_model(mode, 19, small=True)
+        model.load_state_dict(saved.state_dict())
+        model.train()
+        restorer, segmenter = model_parts(model)
+        result = evaluate(model, dataset, iterations=2, batch_size=2)
+        assert not model.training and not segmenter.training
+        assert restorer is None or not restorer.training
+        reference = evaluate_checkpoint(checkpoints[mode], shards, "val", device="cpu").result
+        np.testing.assert_array_equal(result.confusion.matrix, reference.confusion.matrix)
+        assert result.miou_per_iteration == reference.miou_per_iteration
 
 
 # ------------------------------------------------------------------------------ fbseg eval
@@ -244,7 +295,10 @@ def test_cli_eval_saves_palette_predictions(shards, checkpoints, tmp_path):
     names = [dataset[i]["name"] for i in range(len(dataset))]
     assert sorted(p.name for p in preds.iterdir()) == sorted(f"{n}.png" for n in names)
     palette = {tuple(c) for c in CITYSCAPES_PALETTE.tolist()}
+    from turbsim._files import default_mode
+
     for path in preds.iterdir():
+        assert path.stat().st_mode & 0o777 == default_mode()  # not mkstemp's 0600
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         assert rgb.shape == (64, 128, 3)
         assert {tuple(c) for c in np.unique(rgb.reshape(-1, 3), axis=0).tolist()} <= palette

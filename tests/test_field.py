@@ -23,6 +23,7 @@ from turbsim.field import (
     set_num_threads,
     spectral_filter,
 )
+from turbsim.theory import sigma_r_px
 
 
 def _tau(n: int, d: int) -> float:
@@ -124,7 +125,7 @@ def test_per_field_normalisation(reference_params: TurbulenceParams) -> None:
     ens = sample_tilt_field(reference_params, (48, 80), np.random.default_rng(5))
     per = sample_tilt_field(reference_params, (48, 80), np.random.default_rng(5), "per-field")
     std = per.reshape(2, -1).astype(np.float64).std(axis=1, ddof=1)
-    np.testing.assert_allclose(std, reference_params.sigma_r_px, rtol=1e-5)
+    np.testing.assert_allclose(std, sigma_r_px(reference_params), rtol=1e-5)
     ratio = per / ens
     np.testing.assert_allclose(ratio[0], ratio[0].flat[0], rtol=1e-5)
     np.testing.assert_allclose(ratio[1], ratio[1].flat[0], rtol=1e-5)
@@ -193,7 +194,7 @@ def test_ensemble_variance_and_mean(
     ensemble: np.ndarray, reference_params: TurbulenceParams
 ) -> None:
     m = ensemble.shape[0]
-    s2 = reference_params.sigma_r_px**2
+    s2 = sigma_r_px(reference_params) ** 2
     per_field = (ensemble**2).mean(axis=(2, 3))  # (M, 2)
     mean_sq = per_field.mean(axis=0)
     se = per_field.std(axis=0, ddof=1) / math.sqrt(m)
@@ -202,9 +203,9 @@ def test_ensemble_variance_and_mean(
     # per-pixel ensemble mean within 3 sigma_r / sqrt(M), at the centre and the corners
     pix_mean = ensemble.mean(axis=0)
     for r, c in [(80, 80), (0, 0), (0, 159), (159, 0), (159, 159)]:
-        assert np.all(np.abs(pix_mean[:, r, c]) < 3 * reference_params.sigma_r_px / math.sqrt(m))
+        assert np.all(np.abs(pix_mean[:, r, c]) < 3 * sigma_r_px(reference_params) / math.sqrt(m))
     # per-field spatial means are NOT zero (long-range correlation): std ~0.1-0.3 sigma_r
-    spatial = ensemble.mean(axis=(2, 3)).std(axis=0) / reference_params.sigma_r_px
+    spatial = ensemble.mean(axis=(2, 3)).std(axis=0) / sigma_r_px(reference_params)
     assert np.all((spatial > 0.05) & (spatial < 0.4))
 
 
@@ -215,7 +216,7 @@ def test_structure_functions(
 ) -> None:
     """D(d) = E[(F(p + d) - F(p))^2] = 2 sigma_r^2 (1 - b tau) along x and y, both components."""
     m, _, s, _ = ensemble.shape
-    s2 = reference_params.sigma_r_px**2
+    s2 = sigma_r_px(reference_params) ** 2
     b_par, b_perp = (float(v) for v in tilt_correlation(reference_params, d))
     tau = _tau(s, d)
     measured = {}
@@ -245,7 +246,7 @@ def test_diagonal_cross_covariance(
 ) -> None:
     """E[F_col(p) F_row(p + (d, +-d))]: negative on (d, d), positive on (d, -d)."""
     m, _, s, _ = ensemble.shape
-    s2 = reference_params.sigma_r_px**2
+    s2 = sigma_r_px(reference_params) ** 2
     col, row = ensemble[:, 1], ensemble[:, 0]
     # (row offset, column offset) = (d, d) and (d, -d)
     same = (col[:, :-d, :-d] * row[:, d:, d:]).mean(axis=(1, 2)) / s2

@@ -121,6 +121,40 @@ def test_shard_selection_parsing() -> None:
         select_tasks([], shard_index=1)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "key", "needle"),
+    [
+        ({"shard_index": 1}, "num_shards", "shard_index and num_shards go together"),
+        ({"num_shards": 2}, "shard_index", "go together"),
+        ({"shard_index": 2, "num_shards": 2}, "shard_index", r"shard_index must be in \[0, 2\)"),
+        ({"shard_index": 0, "num_shards": 0}, "num_shards", "num_shards must be >= 1"),
+        ({"shard_list": "1", "shard_index": 0, "num_shards": 2}, "shards", "cannot be combined"),
+        ({"shard_list": "x"}, "shards", "bad item 'x'"),
+        ({"shard_list": ","}, "shards", "empty selection"),
+        ({"shard_list": "5"}, "shards", "shard 5 does not exist"),
+    ],
+)
+def test_selection_errors_name_the_key_not_a_flag(kwargs: dict, key: str, needle: str) -> None:
+    with pytest.raises(GenerateError, match=needle) as info:
+        select_tasks([], **kwargs)
+    assert info.value.key == key and "--" not in str(info.value)
+
+
+def test_output_folder_errors_name_the_key(tmp_path: Path) -> None:
+    from turbsim.generate import prepare_output
+
+    recipe = _recipe()
+    with pytest.raises(GenerateError, match="exclude each other") as info:
+        prepare_output(tmp_path / "a", recipe, resume=True, overwrite=True, subset=False)
+    assert info.value.key == "resume"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(GenerateError, match="not a turbsim output folder") as info:
+        prepare_output(foreign, recipe, resume=False, overwrite=False, subset=False)
+    assert info.value.key == "out" and "--" not in str(info.value)
+
+
 def test_resize_scales_flow_and_keeps_labels_nearest(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "small"
     generate(make_plan(tree, _recipe(size="24x48", store_flow="float16")), out)
@@ -185,7 +219,7 @@ def test_cli_dry_run_and_existing_output(tree: Path, tmp_path: Path) -> None:
     ]
     assert _cli(args).exit_code == 0
     again = _cli(args)
-    assert again.exit_code != 0 and "--resume" in again.output
+    assert again.exit_code != 0 and "resume" in again.output
     resumed = _cli([*args, "--resume"])
     assert resumed.exit_code == 0 and "0 shard(s) rendered" in resumed.output
     other = _cli([*args, "--resume", "--seed", "5"])

@@ -21,6 +21,9 @@ from feedbackseg.models import (
     build_model,
     erfnet_train_step,
     feedback_train_step,
+    infer,
+    iterations_run,
+    model_parts,
     predict_logits,
     restore_seg_train_step,
 )
@@ -604,3 +607,39 @@ def test_restore_seg_model_outputs(gen: torch.Generator) -> None:
     assert len(out.logits) == 1 and out.logits[0].shape == (2, C, 16, 32)
     assert out.flows[0].shape == (2, 2, 16, 32)
     torch.testing.assert_close(predict_logits(model, distorted), out.logits[0])
+
+
+def test_modes_have_one_home() -> None:
+    import feedbackseg.config as config
+    import feedbackseg.models as models
+
+    assert models.MODES is config.MODES
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_infer_is_one_signature_for_the_three_kinds(gen: torch.Generator, iterations: int) -> None:
+    """infer(model, x, T) -> FeedbackOutput: T logits for feedback, one otherwise; restored and
+    flows in step with the logits, empty for ERFNet; the last logits are predict_logits'."""
+    distorted, _, _ = batch(gen)
+    for mode in MODES:
+        model = build_model(mode, num_classes=C, small=True).eval()
+        with torch.no_grad():
+            out = infer(model, distorted, iterations)
+            direct = model(distorted) if mode == "erfnet" else model(distorted, iterations)
+        steps = iterations if mode == "feedback" else 1
+        assert iterations_run(model, iterations) == steps == len(out.logits), mode
+        assert all(z.shape == (2, C, 16, 32) for z in out.logits), mode
+        restorer, segmenter = model_parts(model)
+        assert isinstance(segmenter, ERFNet)
+        if restorer is None:
+            assert mode == "erfnet" and out.restored == [] and out.flows == []
+            torch.testing.assert_close(out.logits[0], direct, rtol=0, atol=0)
+        else:
+            assert restorer is model.restorer and segmenter is model.segmenter
+            assert len(out.restored) == len(out.flows) == steps
+            assert out.restored[-1].shape == distorted.shape
+            torch.testing.assert_close(out.logits[-1], direct.logits[-1], rtol=0, atol=0)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                predict_logits(model, distorted, iterations), out.logits[-1], rtol=0, atol=0
+            )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import pickle
 import tomllib
 
 import numpy as np
@@ -12,25 +15,31 @@ from turbsim.recipe import (
     DEFAULT_RECIPE,
     RHO_GRID_STEP,
     Range,
+    Recipe,
     RecipeError,
     builtin_recipes,
     recipe_to_toml,
     resolve_recipe,
 )
+from turbsim.theory import sigma_r_px
+
+#: recipe digests recorded from the code before the refactor (issue 10)
+DEFAULT_DIGEST = "8d9b796123efcade4a337d6563ce69f0d73ab29ac17de7ce70517a85c66da430"
+RANGED_DIGEST = "61e38fcbc6dc5ce22ef29daa04d42d0f212c462d5f4ce1debc0e32a8d0faa90b"
 
 
 def test_defaults_are_the_reference_camera() -> None:
     r = resolve_recipe()
     p = r.sample_params(np.random.default_rng(0))
-    assert p.sigma_r_px == pytest.approx(5.597, abs=5e-4)
-    assert r.size is None and r.splits == ["train", "val"] and r.store_flow is None
+    assert sigma_r_px(p) == pytest.approx(5.597, abs=5e-4)
+    assert r.size is None and r.splits == ("train", "val") and r.store_flow is None
     assert r.is_fixed_physics()
 
 
 @pytest.mark.parametrize(("name", "sigma"), [("weak", 1.77), ("moderate", 3.07), ("strong", 5.60)])
 def test_named_strengths_state_their_sigma(name: str, sigma: float) -> None:
     r = resolve_recipe(name)
-    assert r.sample_params(np.random.default_rng(0)).sigma_r_px == pytest.approx(sigma, abs=0.005)
+    assert sigma_r_px(r.sample_params(np.random.default_rng(0))) == pytest.approx(sigma, abs=0.005)
     assert f"{sigma:.2f} px" in r.data["description"]
 
 
@@ -125,6 +134,60 @@ def test_unphysical_or_bad_values_are_refused(overrides: dict, needle: str) -> N
     with pytest.raises(RecipeError, match=needle) as info:
         resolve_recipe(None, overrides)
     assert "\n" not in str(info.value)
+    assert info.value.key == next(iter(overrides))  # the recipe key at fault, for a CLI
+    assert "--" not in str(info.value)  # library words, not flags
+
+
+def test_file_errors_name_the_recipe_key(tmp_path) -> None:
+    with pytest.raises(RecipeError) as info:
+        resolve_recipe("nope")
+    assert info.value.key == "recipe"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[physics]\ncn2 = -3\n")
+    with pytest.raises(RecipeError) as info:
+        resolve_recipe(bad)
+    assert info.value.key == "cn2"
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("sead = 3\n")
+    with pytest.raises(RecipeError) as info:
+        resolve_recipe(unknown)
+    assert info.value.key is None  # no option of that name
+
+
+def test_recipe_is_frozen_typed_and_parsed_once() -> None:
+    r = resolve_recipe("bmvc2020", {"size": "256x512", "cn2": "3e-13:1e-12", "store_flow": "int16"})
+    assert r.size == (256, 512) and r.seed == 2020 and r.variants == 1
+    assert r.store_flow == "int16" and r.compression == "gzip" and r.border == "clamp"
+    assert r.physics["cn2"] == Range(3e-13, 1e-12, log=True)
+    assert r.physics is r.physics  # computed at construction, not per access
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.seed = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        r.physics["cn2"] = 1e-13  # type: ignore[index]
+    again = pickle.loads(pickle.dumps(r))  # what executors send to workers
+    assert again == r and again.physics == r.physics and again.size == r.size
+    assert Recipe(r.data) == r and Recipe(r.data).digest() == r.digest()
+
+
+def test_resolved_recipe_bytes_are_unchanged() -> None:
+    """Digests recorded before Recipe became a typed dataclass: same canonical JSON."""
+    default = resolve_recipe()
+    assert default.digest() == DEFAULT_DIGEST
+    assert json.dumps(default.data, sort_keys=True).startswith('{"border": "clamp"')
+    ranged = resolve_recipe(
+        None,
+        {"seed": 9, "cn2": "3e-13:1e-12", "store_flow": "int16", "size": "32x64", "variants": 2},
+    )
+    assert ranged.digest() == RANGED_DIGEST
+
+
+def test_choice_lists_come_from_the_schema() -> None:
+    from turbsim.recipe import BORDERS, COMPRESSIONS, FLOW_STORAGE, KNOWN_SPLITS, NORMALIZE
+    from turbsim.shards import schema
+
+    assert COMPRESSIONS is schema.COMPRESSIONS and BORDERS is schema.BORDERS
+    assert FLOW_STORAGE is schema.FLOW_CHOICES and NORMALIZE is schema.NORMALIZE_CHOICES
+    assert KNOWN_SPLITS is schema.SPLITS
 
 
 def test_bad_recipe_files_name_the_file(tmp_path) -> None:

@@ -1,9 +1,12 @@
-"""turbsim.shards: the HDF5 shard schema, atomic writer, lazy reader, manifest and verify."""
+"""turbsim.shards, one shard: the HDF5 schema, the atomic writer and the lazy reader.
+
+The folder-level parts (manifest, verify, summary, CLI, package) are in test_shards_folder.py.
+"""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -11,71 +14,15 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from shards_samples import KEYS, NAMES, H, W, make_dataset, make_sample, write_shard
 
-from cli.turbsim_cmd import main as turbsim_cli
-from turbsim import shards
-from turbsim.shards import (
-    MANIFEST_NAME,
-    ShardError,
-    ShardInfo,
-    ShardReader,
-    ShardWriter,
-    shard_path,
-)
-
-H, W = 8, 12
-KEYS = ("cn2", "path_length_m", "sigma_r_px")
-NAMES = ["aachen_000000_000019", "zürich_000001_000019", "bochum_000002_000019"]
-
-
-def make_sample(rng: np.random.Generator, name: str, flow_std: float = 2.0) -> dict[str, Any]:
-    return {
-        "name": name,
-        "distorted": rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
-        "clean": rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
-        "label": rng.choice(np.array([0, 1, 7, 18, 255], np.uint8), (H, W)),
-        "params": {
-            "cn2": float(10 ** rng.uniform(-15, -12)),
-            "path_length_m": float(rng.uniform(500, 3000)),
-            "sigma_r_px": float(rng.uniform(0.1, 3)),
-        },
-        "variant": int(rng.integers(0, 3)),
-        "flow": rng.normal(0, flow_std, (2, H, W)).astype(np.float32),
-    }
-
-
-def write_shard(
-    root: Path, split: str, index: int, samples: list[dict[str, Any]], **kwargs: Any
-) -> ShardInfo:
-    flow = kwargs.get("store_flow")
-    with ShardWriter(shard_path(root, split, index), split, index, H, W, KEYS, **kwargs) as w:
-        for s in samples:
-            w.add(**{**s, "flow": s["flow"] if flow else None})
-    assert w.info is not None
-    return w.info
-
-
-def make_dataset(root: Path, rng: np.random.Generator) -> dict[str, Any]:
-    """train: shards of 3 and 2 samples; val: one of 1 sample; a hand-built manifest."""
-    layout = [("train", 0, 3), ("train", 1, 2), ("val", 0, 1)]
-    infos = [
-        write_shard(root, split, k, [make_sample(rng, f"{split}_{k}_{i}") for i in range(n)])
-        for split, k, n in layout
-    ]
-    manifest = {
-        "schema_version": shards.MANIFEST_SCHEMA_VERSION,
-        "tool_version": "0.1.0",
-        "created": "2025-01-01T00:00:00+00:00",
-        "skipped": [{"path": "x.png", "reason": "unreadable"}],
-        "shards": [i.to_dict() for i in infos],
-    }
-    shards.write_manifest(root, manifest)
-    return manifest
+from turbsim import _files, shards
+from turbsim.shards import ShardError, ShardInfo, ShardReader, ShardWriter, shard_path
 
 
 @pytest.fixture
 def dataset(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """An output folder made by :func:`make_dataset`: train 3 + 2 samples, val 1."""
     root = tmp_path / "out"
     make_dataset(root, rng)
     return root
@@ -212,6 +159,7 @@ def test_final_path_appears_only_at_close(tmp_path: Path, rng: np.random.Generat
     assert not path.exists()
     [tmp] = path.parent.iterdir()
     assert tmp.name.startswith(path.name) and tmp.name.endswith(".tmp")
+    assert _files.is_temporary(tmp) and _files.temporary_owner(tmp) == os.getpid()
     assert not shards.SHARD_RE.match(tmp.name)
     info = writer.close()
     assert sorted(path.parent.iterdir()) == [path]
@@ -234,6 +182,20 @@ def test_exception_in_with_publishes_nothing(tmp_path: Path, rng: np.random.Gene
     # A successful write then replaces it.
     write_shard(tmp_path, "train", 0, [make_sample(rng, "b")])
     assert ShardReader(path).names == ["b"]
+
+
+def test_published_files_get_the_usual_permissions(tmp_path: Path, rng: np.random.Generator):
+    """Shard and manifest are published 0o666 & ~umask (as ``open`` would), not mkstemp's 0600."""
+    old = os.umask(0o027)
+    try:
+        info = write_shard(tmp_path, "train", 0, [make_sample(rng, "a")])
+        manifest = shards.write_manifest(
+            tmp_path, {"schema_version": 1, "shards": [info.to_dict()]}
+        )
+    finally:
+        os.umask(old)
+    for path in (shard_path(tmp_path, "train", 0), manifest):
+        assert os.stat(path).st_mode & 0o777 == 0o640, path
 
 
 @pytest.mark.parametrize(
@@ -353,190 +315,30 @@ def test_is_published_shard_valid(dataset: Path, tmp_path: Path) -> None:
     assert not shards.is_published_shard_valid(path, ["train_1_0", "train_1_1"])
 
 
-# ------------------------------------------------------------------------------ manifest
-def test_shard_info_dict_round_trip() -> None:
-    info = ShardInfo("val/shard-00002.h5", "val", 2, 7, 1234, "ab" * 32)
-    assert ShardInfo.from_dict(info.to_dict()) == info
-    assert ShardInfo.from_dict({**info.to_dict(), "names": ["x"], "skipped": []}) == info
-    with pytest.raises(ValueError, match="missing key 'sha256'"):
-        ShardInfo.from_dict({k: v for k, v in info.to_dict().items() if k != "sha256"})
-    with pytest.raises(ValueError, match="'samples' must be an integer"):
-        ShardInfo.from_dict({**info.to_dict(), "samples": "7"})
+def test_read_one_dataset_equals_the_sample(tmp_path) -> None:
+    """ShardReader.read serves one dataset of one sample, equal to __getitem__'s."""
+    import numpy as np
 
+    from turbsim.shards import ShardReader, ShardWriter
 
-def test_manifest_round_trip_is_atomic(tmp_path: Path) -> None:
-    manifest = {
-        "schema_version": 1,
-        "created": "now",
-        "shards": [],
-        "skipped": [],
-        "recipe": {"cn2": [1e-14, 1e-13]},
-        "git_commit": None,
-    }
-    path = shards.write_manifest(tmp_path, manifest)
-    assert path == tmp_path / MANIFEST_NAME
-    assert shards.read_manifest(tmp_path) == manifest
-    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME]
-    with pytest.raises(ValueError):
-        shards.write_manifest(tmp_path, {**manifest, "created": float("nan")})
-    with pytest.raises(ValueError, match="schema_version"):
-        shards.write_manifest(tmp_path, {**manifest, "schema_version": 2})
-    assert shards.read_manifest(tmp_path) == manifest  # failed writes left it alone
-    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME]
-
-
-@pytest.mark.parametrize(
-    ("content", "match"),
-    [
-        (None, "no manifest"),
-        ("{not json", "invalid JSON"),
-        ("[1, 2]", "expected a JSON object"),
-        ('{"schema_version": 2, "shards": []}', "schema_version 2"),
-        ('{"schema_version": 1}', "no 'shards' list"),
-        ('{"schema_version": 1, "shards": [{"file": "a"}]}', r"shards\[0\]: missing key"),
-    ],
-)
-def test_read_manifest_errors_name_the_file(tmp_path: Path, content: str | None, match: str):
-    if content is not None:
-        (tmp_path / MANIFEST_NAME).write_text(content)
-    with pytest.raises(ShardError, match=match) as caught:
-        shards.read_manifest(tmp_path)
-    message = str(caught.value)
-    assert message.startswith(str(tmp_path / MANIFEST_NAME)) and "\n" not in message
-
-
-def test_read_manifest_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(ShardError, match=f"{tmp_path / 'nope'}: no such folder"):
-        shards.read_manifest(tmp_path / "nope")
-
-
-def test_open_split_and_list_splits(dataset: Path) -> None:
-    assert shards.list_splits(dataset) == ["train", "val"]
-    readers = shards.open_split(dataset, "train")
-    assert [r.path for r in readers] == [shard_path(dataset, "train", k) for k in (0, 1)]
-    assert [len(r) for r in readers] == [3, 2]
-    with pytest.raises(ShardError, match="no split 'test' \\(has train, val\\)"):
-        shards.open_split(dataset, "test")
-
-
-def test_clean_temporaries(dataset: Path) -> None:
-    leftovers = [dataset / "train" / "shard-00002.h5.123-ab.tmp", dataset / ".manifest.json.tmp"]
-    for p in leftovers:
-        p.write_bytes(b"x")
-    assert shards.clean_temporaries(dataset) == sorted(leftovers)
-    assert not any(p.exists() for p in leftovers)
-    assert shard_path(dataset, "train", 0).exists()
-    assert shards.clean_temporaries(dataset / "missing") == []
-
-
-# -------------------------------------------------------------------------------- verify
-def test_verify_good_folder(dataset: Path) -> None:
-    assert shards.verify(dataset) == []
-
-
-def test_verify_catches_a_flipped_byte(dataset: Path) -> None:
-    path = shard_path(dataset, "train", 1)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
-    problems = shards.verify(dataset)
-    assert any(p.startswith(f"{path}: sha256 mismatch") for p in problems), problems
-    assert all(p.startswith(str(path)) for p in problems)
-
-
-def test_verify_catches_missing_unlisted_and_tmp(dataset: Path, rng: np.random.Generator):
-    missing = shard_path(dataset, "val", 0)
-    missing.unlink()
-    extra = shard_path(dataset, "train", 7)
-    write_shard(dataset, "train", 7, [make_sample(rng, "x")])
-    tmp = dataset / "train" / "shard-00002.h5.99-00.tmp"
-    tmp.write_bytes(b"")
-    assert shards.verify(dataset) == [
-        f"{missing}: missing (listed in the manifest)",
-        f"{extra}: shard file not listed in the manifest",
-        f"{tmp}: leftover temporary file (interrupted write; delete it)",
-    ]
-
-
-def test_verify_catches_a_wrong_count_and_size(dataset: Path) -> None:
-    manifest = shards.read_manifest(dataset)
-    manifest["shards"][0]["samples"] = 4
-    manifest["shards"][2]["bytes"] += 1
-    shards.write_manifest(dataset, manifest)
-    problems = shards.verify(dataset)
-    first, val = shard_path(dataset, "train", 0), shard_path(dataset, "val", 0)
-    assert f"{first}: attribute samples = 3, the manifest 4" in problems
-    assert any(p.startswith(f"{first}: distorted is uint8 (3, {H}, {W}, 3)") for p in problems)
-    assert any(p.startswith(f"{val}: size ") for p in problems)
-    assert all(p.startswith((str(first), str(val))) for p in problems)
-
-
-def test_verify_catches_an_incomplete_shard(dataset: Path) -> None:
-    path = shard_path(dataset, "val", 0)
-    with h5py.File(path, "a") as f:
-        f.attrs["complete"] = False
-    info = ShardInfo.from_dict(shards.read_manifest(dataset)["shards"][2])
-    manifest = shards.read_manifest(dataset)
-    manifest["shards"][2] = {
-        **info.to_dict(),
-        "bytes": path.stat().st_size,
-        "sha256": shards.sha256_file(path),
-    }
-    shards.write_manifest(dataset, manifest)
-    assert shards.verify(dataset) == [
-        f"{path}: attribute complete is not True (an interrupted write)"
-    ]
-
-
-# ---------------------------------------------------------------------------- summarize
-def test_summarize(dataset: Path) -> None:
-    text = shards.summarize(dataset)
-    lines = text.splitlines()
-    assert any(line.split()[:3] == ["train", "2", "5"] and f"{H}x{W}" in line for line in lines)
-    assert any(line.split()[:3] == ["val", "1", "1"] for line in lines)
-    assert any(line.split()[:3] == ["total", "3", "6"] for line in lines)
-    assert f"compression  gzip (level {shards.GZIP_LEVEL})" in lines
-    assert "flow stored  none" in lines
-    assert "skipped inputs: 1" in lines
-    sigma = np.concatenate(
-        [r.params["sigma_r_px"] for s in ("train", "val") for r in shards.open_split(dataset, s)]
-    )
-    [row] = [line.split() for line in lines if line.startswith("sigma_r_px ")]
-    assert row[1:] == [f"{sigma.min():.6g}", f"{sigma.max():.6g}"]
-
-
-# ---------------------------------------------------------------------------------- CLI
-def test_cli_verify_and_info(dataset: Path) -> None:
-    runner = CliRunner()
-    result = runner.invoke(turbsim_cli, ["verify", str(dataset)])
-    assert result.exit_code == 0, result.output
-    assert result.output == "OK: 3 shards, 6 samples verified\n"
-    result = runner.invoke(turbsim_cli, ["info", str(dataset)])
-    assert result.exit_code == 0
-    assert result.output == shards.summarize(dataset) + "\n"
-
-    shard_path(dataset, "val", 0).unlink()
-    result = runner.invoke(turbsim_cli, ["verify", str(dataset)])
-    assert result.exit_code == 1
-    assert result.output == f"{shard_path(dataset, 'val', 0)}: missing (listed in the manifest)\n"
-
-
-@pytest.mark.parametrize("command", ["verify", "info"])
-def test_cli_missing_folder_or_manifest(tmp_path: Path, command: str) -> None:
-    runner = CliRunner()
-    for target, message in [(tmp_path / "nope", "no such folder"), (tmp_path, "no manifest")]:
-        result = runner.invoke(turbsim_cli, [command, str(target)])
-        assert result.exit_code == 1
-        assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
-        assert "Traceback" not in result.output
-        [line] = result.output.strip().splitlines()
-        assert line.startswith("Error: ") and message in line and str(target) in line
-
-
-def test_manifest_on_disk_is_plain_json(dataset: Path) -> None:
-    data = json.loads((dataset / MANIFEST_NAME).read_text())
-    assert [s["file"] for s in data["shards"]] == [
-        "train/shard-00000.h5",
-        "train/shard-00001.h5",
-        "val/shard-00000.h5",
-    ]
+    rng = np.random.default_rng(3)
+    path = tmp_path / "s.h5"
+    with ShardWriter(path, "val", 0, 6, 8, ("cn2",), store_flow="int16") as writer:
+        for k in range(2):
+            writer.add(
+                name=f"aachen_000000_00001{k}",
+                distorted=rng.integers(0, 256, (6, 8, 3), dtype=np.uint8),
+                clean=rng.integers(0, 256, (6, 8, 3), dtype=np.uint8),
+                label=rng.integers(0, 19, (6, 8), dtype=np.uint8),
+                flow=rng.normal(0, 2, (2, 6, 8)).astype(np.float32),
+                params={"cn2": 1e-13},
+            )
+    with ShardReader(path) as reader:
+        for k in range(2):
+            sample = reader[k]
+            for field in ("distorted", "clean", "label", "flow"):
+                np.testing.assert_array_equal(reader.read(field, k), sample[field])
+        with pytest.raises(KeyError, match="nope"):
+            reader.read("nope", 0)
+        with pytest.raises(IndexError, match="out of range"):
+            reader.read("label", 2)

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from reference_matlab import aa_correlation_literal, aa_variance_coefficient_literal
 
 import turbsim
-from turbsim import TurbulenceParams, correlation_table, tilt_correlation
-from turbsim.theory import C0, compute_correlation_table, variance_coefficient
+from turbsim import TurbulenceParams, correlation_table, table_cache, theory, tilt_correlation
+from turbsim.params import shape_value
+from turbsim.theory import (
+    C0,
+    QUANTITIES,
+    compute_correlation_table,
+    describe,
+    description_table,
+    sigma_a_rad,
+    sigma_r_px,
+    variance_coefficient,
+)
 
 D_REF = 0.3 / 5.6
 REF_ETA = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]
@@ -70,8 +81,9 @@ def test_sigma_r_reference_values(length_m: float, cn2: float, sigma_px: str) ->
     """To the precision the reference quotes (half a unit of its last digit)."""
     p = TurbulenceParams(cn2=cn2, path_length_m=length_m, aperture_m=D_REF)
     decimals = len(sigma_px.split(".")[1])
-    assert p.sigma_r_px == pytest.approx(float(sigma_px), abs=0.5 * 10.0**-decimals)
-    assert turbsim.aoa_variance(p) == pytest.approx((p.sigma_r_px / p.focal_length_px) ** 2)
+    assert sigma_r_px(p) == pytest.approx(float(sigma_px), abs=0.5 * 10.0**-decimals)
+    assert turbsim.aoa_variance(p) == pytest.approx((sigma_r_px(p) / p.focal_length_px) ** 2)
+    assert sigma_a_rad(p) == pytest.approx(sigma_r_px(p) / p.focal_length_px, rel=1e-15)
 
 
 def test_variance_is_linear_in_cn2_and_path() -> None:
@@ -223,3 +235,85 @@ def test_correlation_table_bad_input() -> None:
         compute_correlation_table(0.0)
     with pytest.raises(ValueError, match="quadrature"):
         compute_correlation_table(3.0, "spherical", "simpson")
+
+
+def test_cache_file_names_are_unchanged(reference_params: TurbulenceParams) -> None:
+    """Caches written before table_cache.py existed stay valid: same folder, same names."""
+    rho = shape_value(reference_params.rho)
+    path = table_cache.table_path(rho, "spherical", "matlab")
+    assert path.parent == table_cache.cache_dir()
+    assert path.name == "correlation_spherical_matlab_rho29.8667_2b58867100f76fc4.npz"
+
+
+def test_cache_reads_a_file_in_the_old_format(tmp_path, monkeypatch) -> None:
+    """A file as the former theory.py wrote it (np.savez with these keys) is read back."""
+    monkeypatch.setenv("TURBSIM_CACHE_DIR", str(tmp_path))
+    path = table_cache.table_path(3.5, "plane", "fast")
+    eta, b_par, b_perp = np.geomspace(0.01, 3500, 7), np.linspace(1, 0, 7), np.linspace(1, 0.5, 7)
+    with open(path, "wb") as fh:
+        np.savez(fh, version=1, rho=3.5, wave="plane", quadrature="fast", eta=eta, b_par=b_par,
+                 b_perp=b_perp)  # fmt: skip
+    loaded = table_cache.load(path, 3.5, "plane", "fast")
+    assert loaded is not None
+    for got, want in zip(loaded, (eta, b_par, b_perp), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # Another rho, wave, quadrature or version is not this table.
+    assert table_cache.load(path, 3.25, "plane", "fast") is None
+    assert table_cache.load(path, 3.5, "spherical", "fast") is None
+    assert table_cache.load(path, 3.5, "plane", "matlab") is None
+    assert table_cache.load(tmp_path / "missing.npz", 3.5, "plane", "fast") is None
+
+
+def test_cache_store_round_trip_and_unwritable_folder_warns(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TURBSIM_CACHE_DIR", str(tmp_path / "sub"))
+    table = compute_correlation_table(2.0, "plane", "fast")
+    path = table_cache.table_path(2.0, "plane", "fast")
+    arrays = (table.eta, table.b_par, table.b_perp)
+    table_cache.store(path, 2.0, "plane", "fast", *arrays)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left
+    with np.load(path) as z:
+        assert sorted(z.files) == sorted(
+            ["version", "rho", "wave", "quadrature", "eta", "b_par", "b_perp"]
+        )
+    for got, want in zip(table_cache.load(path, 2.0, "plane", "fast"), arrays, strict=True):
+        np.testing.assert_array_equal(got, want)
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    with pytest.warns(UserWarning, match="could not cache"):
+        table_cache.store(blocked / "t.npz", 2.0, "plane", "fast", *arrays)
+
+
+def test_only_table_cache_reads_the_cache_variable() -> None:
+    """$TURBSIM_CACHE_DIR has one reader: turbsim/table_cache.py."""
+    root = Path(turbsim.__file__).resolve().parents[1]
+    readers = sorted(
+        path.relative_to(root).as_posix()
+        for package in ("turbsim", "feedbackseg", "cli")
+        for path in (root / package).rglob("*.py")
+        if "TURBSIM_CACHE_DIR" in path.read_text(encoding="utf-8")
+    )
+    assert readers == ["turbsim/table_cache.py"]
+
+
+# -------------------------------------------------------------------------------- describe
+def test_describe_keys_order_units_and_values(reference_params: TurbulenceParams) -> None:
+    d = describe(reference_params)
+    assert list(d) == list(QUANTITIES)  # the order of `turbsim params`
+    assert list(d)[:7] == list(reference_params.to_dict())
+    assert d["sigma_r_px"] == pytest.approx(5.597, abs=5e-4)
+    assert d["variance_coefficient"] == variance_coefficient(reference_params.q, "spherical")
+    assert d["d_over_r0"] == reference_params.aperture_m / theory.r0_m(reference_params)
+    assert d["rho"] == reference_params.rho and d["q"] == reference_params.q
+    assert QUANTITIES["sigma_r_px"][0] == "px" and QUANTITIES["r0_m"][0] == "m"
+    assert QUANTITIES["cn2"][0] == "m^-2/3" and QUANTITIES["sigma_a_rad"][0] == "rad"
+
+
+def test_description_table_layout(reference_params: TurbulenceParams) -> None:
+    lines = description_table(describe(reference_params)).splitlines()
+    assert lines[0] == "inputs:" and lines[8] == "derived:" and len(lines) == 19
+    row = next(line for line in lines if line.split()[0] == "sigma_r_px")
+    assert row.split()[1:3] == ["5.59688", "px"]
+    assert row.endswith("std of the displacement, one axis")
+    # Values right-aligned in one column.
+    ends = {line.index(line.split()[1]) + len(line.split()[1]) for line in lines if ":" not in line}
+    assert len(ends) == 1

@@ -106,17 +106,17 @@ def test_config_resolution_order(tmp_path: Path) -> None:
     assert back == c
     original = resolve_config("s", "r", "bmvc2020-original")
     assert original.num_classes == 20 and original.class_weights == "bmvc2020"
-    assert RECIPES["bmvc2020"]["num_classes"] == 19
+    assert RECIPES["bmvc2020"] == {}  # the defaults (tests/test_config.py checks them)
 
 
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        ({"height": 36}, "--height: 36 is not a multiple of 16"),
-        ({"batch_size": 0}, "--batch-size"),
-        ({"mode": "unet"}, "--mode"),
-        ({"lr_s": -1.0}, "--lr-s"),
-        ({"resume": True, "overwrite": True}, "--resume and --overwrite"),
+        ({"height": 36}, "^height: 36 is not a multiple of 16"),
+        ({"batch_size": 0}, "^batch_size: must be an integer >= 1, got 0$"),
+        ({"mode": "unet"}, "^mode: unknown mode 'unet'"),
+        ({"lr_s": -1.0}, "^lr_s: must be a number > 0"),
+        ({"resume": True, "overwrite": True}, "^resume and overwrite exclude each other$"),
     ],
 )
 def test_config_rejects_bad_values(overrides: dict, needle: str) -> None:
@@ -168,6 +168,43 @@ def test_class_weights_sources(shards: Path) -> None:
     w20 = train_module._class_weights(c20, _quiet)
     assert w20.shape == (20,) and w20[19] == 0  # the void class weighs nothing
     assert train_module._class_weights(_config(shards, "r", loss="ifl"), _quiet) is None
+
+
+def test_class_weights_from_shards_pass_locking(
+    shards: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import feedbackseg.train_state as state_module
+
+    seen: list[dict] = []
+    real = state_module.pixel_counts
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(state_module, "pixel_counts", recording)
+    weights = train_module._class_weights(_config(shards, "r", locking=False), _quiet)
+    assert seen == [{"locking": False}] and weights.shape == (19,)
+
+
+def test_validation_is_evaluate_on_the_bare_model(shards: Path, tmp_path: Path) -> None:
+    """The val record is what feedbackseg.evaluate.evaluate gives for best.pt's weights."""
+    from feedbackseg.evaluate import evaluate
+
+    config = _config(shards, tmp_path / "run", mode="feedback", iterations=2, max_steps=2,
+                     val_every=2, checkpoint_every=1000)  # fmt: skip
+    result = train(config, _quiet)
+    val = result.last_val
+    assert val is not None and val["step"] == 2
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "run" / "best.pt"))
+    expected = evaluate(model, ShardDataset(shards, "val", height=32), iterations=2)
+    assert val["val_miou"] == expected.confusion.as_dict()["miou"]
+    assert val["per_class"] == expected.confusion.as_dict()["per_class"]
+    assert val["val_pixels"] == expected.confusion.as_dict()["pixels"] > 0
+    assert val["val_miou_per_iteration"] == [
+        m.as_dict()["miou"] for m in expected.iteration_confusions
+    ]
+    assert val["val_resolution"] == list(expected.resolution) == [32, 64]
 
 
 def test_samplers_resume_and_shard_without_padding() -> None:
@@ -231,7 +268,7 @@ def test_precision_is_float32_unless_asked(tmp_path: Path) -> None:
     assert amp_settings(off, cpu) == (None, None)
     on = resolve_config("s", tmp_path / "r", overrides={"amp": True})
     assert amp_settings(on, cpu) == (torch.bfloat16, None)
-    with pytest.raises(ConfigError, match="--tf32: must be true or false"):
+    with pytest.raises(ConfigError, match="^tf32: must be true or false"):
         resolve_config("s", tmp_path / "r", overrides={"tf32": "yes"})
 
 
@@ -418,7 +455,7 @@ def test_kill_9_then_resume_finishes_at_the_right_step(shards: Path, tmp_path: P
     assert load_checkpoint(run / "last.pt")["step"] == 60
     steps = [r["step"] for r in _records(run) if r["kind"] == "train"]
     assert steps == list(range(1, 61))  # lines after the checkpoint were dropped, none repeated
-    assert not list(run.glob(".*.tmp"))
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
 
 
 @pytest.mark.slow

@@ -24,7 +24,6 @@ once, here, and nothing else in turbsim sees BGR.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
 import warnings
@@ -36,6 +35,7 @@ from typing import Literal, NamedTuple
 import cv2
 import numpy as np
 
+from turbsim.seeding import stable_hash as stable_stem_hash  # noqa: F401  (public name)
 from turbsim.shards.schema import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -234,22 +234,6 @@ def _check_png(path: Path) -> _PngHeader:
     if not png_is_complete(path):
         raise _error(path, "truncated (no IEND chunk at the end)")
     return header
-
-
-def stable_stem_hash(stem: str) -> int:
-    """A 64-bit hash of a string, identical in every process and on every platform.
-
-    Unlike ``hash()``, it is not salted per process. Used to derive per-sample seeds:
-    ``SeedSequence(root_seed, spawn_key=(split_code, stable_stem_hash(stem)))``.
-
-    Args:
-        stem: e.g. "aachen_000000_000019".
-
-    Returns:
-        The first 8 bytes of SHA-256 of the UTF-8 encoded stem, big-endian, as an int in
-        [0, 2**64).
-    """
-    return int.from_bytes(hashlib.sha256(stem.encode("utf-8")).digest()[:8], "big")
 
 
 def _short(path: Path) -> str:

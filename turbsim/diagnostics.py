@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from turbsim.field import blackman, sample_tilt_field
 from turbsim.params import TurbulenceParams
-from turbsim.theory import tilt_correlation
+from turbsim.theory import sigma_r_px, tilt_correlation
 
 
 def rendered_taper(n: int, lag: np.ndarray) -> np.ndarray:
@@ -46,6 +47,10 @@ class CorrelationCurves:
     shape: tuple[int, int]
     sigma_r_px: float
 
+    def largest_deviation(self) -> float:
+        """max |measured - theory| [1] over every lag of the four curves."""
+        return max(float(np.max(np.abs(self.measured[k] - self.theory[k]))) for k in self.measured)
+
 
 def correlation_curves(
     params: TurbulenceParams,
@@ -64,7 +69,8 @@ def correlation_curves(
         top = max(2, min(h, w) // 2)
         lags_px = np.unique(np.round(np.geomspace(1, top, 24)).astype(np.int64))
     lags = np.asarray(lags_px, dtype=np.int64)
-    s2 = params.sigma_r_px**2
+    sigma = sigma_r_px(params)
+    s2 = sigma**2
     sums = {k: np.zeros((n_fields, lags.size)) for k in ("x_par", "x_perp", "y_par", "y_perp")}
     for i in range(n_fields):
         f = sample_tilt_field(params, shape, rng).astype(np.float64)
@@ -94,7 +100,7 @@ def correlation_curves(
         theory=theory,
         n_fields=n_fields,
         shape=(h, w),
-        sigma_r_px=params.sigma_r_px,
+        sigma_r_px=sigma,
     )
 
 
@@ -130,5 +136,24 @@ def variance_vs_cn2(
         )
         measured[i] = per.mean(axis=0)
         stderr[i] = per.std(axis=0, ddof=1) / math.sqrt(n_fields)
-        theory[i] = p.sigma_r_px**2
+        theory[i] = sigma_r_px(p) ** 2
     return VarianceLine(cn2_values, theory, measured, stderr)
+
+
+def stats_record(curves: CorrelationCurves, line: VarianceLine) -> dict[str, Any]:
+    """The numbers of `turbsim plot-stats --json` as plain lists (JSON-serialisable).
+
+    Keys: ``lags_px`` [px], ``eta`` [1], ``measured``/``stderr``/``theory`` (each a dict of the
+    four curves of :class:`CorrelationCurves`) [1], ``cn2`` [m^-2/3], ``variance_theory_px2``
+    (n,) and ``variance_measured_px2`` (n, 2: row, column) [px^2].
+    """
+    return {
+        "lags_px": curves.lags_px.tolist(),
+        "eta": curves.eta.tolist(),
+        "measured": {k: v.tolist() for k, v in curves.measured.items()},
+        "stderr": {k: v.tolist() for k, v in curves.stderr.items()},
+        "theory": {k: v.tolist() for k, v in curves.theory.items()},
+        "cn2": line.cn2.tolist(),
+        "variance_theory_px2": line.theory_px2.tolist(),
+        "variance_measured_px2": line.measured_px2.tolist(),
+    }

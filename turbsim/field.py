@@ -29,11 +29,11 @@ import numpy as np
 import scipy.fft as sfft
 
 from turbsim.params import TurbulenceParams
-from turbsim.theory import correlation_table, covariance_images
+from turbsim.shards.schema import NORMALIZE_CHOICES
+from turbsim.theory import correlation_table, covariance_images, sigma_r_px
 from turbsim.warp import warp_image
 
 Normalize = Literal["ensemble", "per-field"]
-NORMALIZE_CHOICES: tuple[str, ...] = ("ensemble", "per-field")
 
 #: The noise is drawn in this many independent streams (fixed, so results do not depend on the
 #: thread count).
@@ -263,7 +263,7 @@ def sample_tilt_field(
     if normalize == "per-field":
         std = field.reshape(2, -1).astype(np.float64).std(axis=1, ddof=1)
         field /= std.astype(np.float32)[:, None, None]
-    field *= np.float32(params.sigma_r_px)
+    field *= np.float32(sigma_r_px(params))
     return field
 
 

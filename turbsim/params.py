@@ -1,9 +1,13 @@
-"""Camera and atmosphere parameters of the turbulence model, and the quantities derived from them.
+"""Camera and atmosphere parameters of the turbulence model, and their pure geometry.
 
 The model is that of Schwartzman, Alterman, Zamir and Schechner, "Turbulence-induced 2D correlated
 image distortion", ICCP 2017 (horizontal path, constant Cn2, von Karman spectrum with outer scale
 L0 = 0.4 h). Every length carries its unit in its name: ``_m`` metres, ``_px`` pixels,
 ``_rad`` radians.
+
+This module holds the inputs and what follows from them by geometry alone (theta_D, f theta_D,
+rho, q). The turbulence theory (the AoA variance, sigma_r, r0, :func:`turbsim.theory.describe`)
+lives in :mod:`turbsim.theory`, which imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -12,8 +16,19 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from turbsim.shards.schema import WAVES
+
+__all__ = [
+    "OUTER_SCALE_PER_HEIGHT",
+    "POSITIVE_FIELDS",
+    "WAVES",
+    "ParamsError",
+    "TurbulenceParams",
+    "Wave",
+    "shape_value",
+]
+
 Wave = Literal["spherical", "plane"]
-WAVES: tuple[str, ...] = ("spherical", "plane")
 
 #: The numeric TurbulenceParams fields (all finite and > 0).
 POSITIVE_FIELDS: tuple[str, ...] = (
@@ -28,16 +43,38 @@ POSITIVE_FIELDS: tuple[str, ...] = (
 #: Outer scale of turbulence as a fraction of the path height: L0 = 0.4 h (Matlab original).
 OUTER_SCALE_PER_HEIGHT = 0.4
 
+#: Theory-dependent attributes that TurbulenceParams no longer has -> their replacement.
+_MOVED_TO_THEORY: dict[str, str] = {
+    "variance_coefficient": "turbsim.theory.variance_coefficient(params.q, params.wave)",
+    "sigma_a_rad": "turbsim.theory.sigma_a_rad(params)",
+    "sigma_r_px": "turbsim.theory.sigma_r_px(params)",
+    "r0_m": "turbsim.theory.r0_m(params)",
+    "summary": "turbsim.theory.describe(params)",
+}
+
+
+class ParamsError(ValueError):
+    """An invalid :class:`TurbulenceParams` input; the message is one line naming the field.
+
+    Attributes:
+        key: the TurbulenceParams field at fault (e.g. ``"cn2"``, ``"wave"``). A CLI maps it to
+            its flag.
+    """
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
 
 def _check_positive(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
+            raise ParamsError(f"{name} must be a number, got {value!r}", name) from None
     value = float(value)
     if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+        raise ParamsError(f"{name} must be finite and > 0, got {value!r}", name)
     return value
 
 
@@ -61,8 +98,12 @@ class TurbulenceParams:
         height_m: height h of the path above ground [m]; outer scale L0 = 0.4 h.
         wave: "spherical" (point sources, the default) or "plane".
 
+    Raises:
+        ParamsError: (a ValueError) naming the field, for a non-number, a value that is not
+            finite and > 0, or an unknown wave.
+
     The reference camera of the original code (300 mm, f/5.6, 4 um pixels, 2 km, h = 4 m,
-    Cn2 = 1e-12) gives ``sigma_r_px`` = 5.597 px.
+    Cn2 = 1e-12) gives ``turbsim.theory.sigma_r_px(params)`` = 5.597 px.
     """
 
     cn2: float
@@ -77,9 +118,16 @@ class TurbulenceParams:
         for name in POSITIVE_FIELDS:
             object.__setattr__(self, name, _check_positive(name, getattr(self, name)))
         if self.wave not in WAVES:
-            raise ValueError(f"wave must be one of {WAVES}, got {self.wave!r}")
+            raise ParamsError(f"wave must be one of {WAVES}, got {self.wave!r}", "wave")
 
-    # ----------------------------------------------------------------- derived quantities
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for missing attributes: name the replacement of a moved one."""
+        moved = _MOVED_TO_THEORY.get(name)
+        if moved is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise AttributeError(f"TurbulenceParams.{name} moved to the theory: use {moved}")
+
+    # ------------------------------------------------------------------------- geometry
     @property
     def theta_d_rad(self) -> float:
         """Angle subtended by the aperture at the range, theta_D = D / L [rad]."""
@@ -110,36 +158,6 @@ class TurbulenceParams:
         """q = D / sqrt(lambda L) [1]: aperture in Fresnel lengths."""
         return self.aperture_m / self.fresnel_length_m
 
-    @property
-    def variance_coefficient(self) -> float:
-        """c(q) of sigma_A^2 = c Cn2 L D^(-1/3) [1] (SPEC section 2)."""
-        from turbsim.theory import variance_coefficient
-
-        return variance_coefficient(self.q, self.wave)
-
-    @property
-    def sigma_a_rad(self) -> float:
-        """Standard deviation of the angle of arrival on one axis, sigma_A [rad]."""
-        from turbsim.theory import aoa_variance
-
-        return math.sqrt(aoa_variance(self))
-
-    @property
-    def sigma_r_px(self) -> float:
-        """Standard deviation of the image displacement on one axis, f sigma_A [px]."""
-        return self.focal_length_px * self.sigma_a_rad
-
-    @property
-    def r0_m(self) -> float:
-        """Fried parameter r0 [m] of the path (Kolmogorov; spherical wave has the 3/8 factor).
-
-        r0 = (0.423 k^2 Cn2 L a)^(-3/5) with k = 2 pi / lambda and a = 3/8 (spherical) or 1
-        (plane), Andrews & Phillips, Laser Beam Propagation through Random Media, eq. 6.62.
-        """
-        k = 2.0 * math.pi / self.wavelength_m
-        a = 3.0 / 8.0 if self.wave == "spherical" else 1.0
-        return (0.423 * k * k * self.cn2 * self.path_length_m * a) ** (-3.0 / 5.0)
-
     # ----------------------------------------------------------------------- helpers
     def with_cn2(self, cn2: float) -> TurbulenceParams:
         """A copy with another Cn2 [m^(-2/3)] (the shape of the field does not change)."""
@@ -156,19 +174,3 @@ class TurbulenceParams:
     def to_dict(self) -> dict[str, Any]:
         """The constructor arguments as a plain dict (JSON-serialisable)."""
         return asdict(self)
-
-    def summary(self) -> dict[str, float | str]:
-        """Inputs and derived quantities, for reports (`turbsim params`)."""
-        return {
-            **self.to_dict(),
-            "theta_d_rad": self.theta_d_rad,
-            "f_theta_d_px": self.f_theta_d_px,
-            "outer_scale_m": self.outer_scale_m,
-            "rho": self.rho,
-            "q": self.q,
-            "variance_coefficient": self.variance_coefficient,
-            "sigma_a_rad": self.sigma_a_rad,
-            "sigma_r_px": self.sigma_r_px,
-            "r0_m": self.r0_m,
-            "d_over_r0": self.aperture_m / self.r0_m,
-        }

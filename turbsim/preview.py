@@ -2,19 +2,19 @@
 
 The field panel shows the stored flow when the dataset has one; otherwise the exact field is
 recomputed from the manifest's recipe and the sample's seed (see
-:func:`turbsim.generate.sample_field`), so every dataset can be previewed. Drawing uses OpenCV
+:func:`turbsim.render.sample_field`), so every dataset can be previewed. Drawing uses OpenCV
 only (no matplotlib).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from turbsim import shards
+from turbsim._files import write_bytes
 from turbsim.cityscapes import colorize_train_ids
 from turbsim.recipe import Recipe
 from turbsim.viz import field_to_rgb
@@ -74,10 +74,11 @@ def sample_sheet(item: dict, field: np.ndarray, title: str = "") -> np.ndarray:
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+    """Publish an RGB (H, W, 3) uint8 image as PNG, atomically (turbsim._files)."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
         raise OSError(f"{path}: could not write PNG")
-    os.replace(tmp, path)
+    write_bytes(path, encoded.tobytes())
 
 
 def preview(
@@ -88,7 +89,7 @@ def preview(
     With ``raw``, also the plain ``*_distorted.png`` and ``*_clean.png`` images (e.g. to feed
     ``fbseg predict``). Returns the written paths (overview last).
     """
-    from turbsim.generate import resize_field, sample_field
+    from turbsim.render import resize_field, sample_field
 
     root, out_dir = Path(root), Path(out_dir)
     manifest = shards.read_manifest(root)
@@ -151,7 +152,8 @@ def cn2_sweep(
     field scaled by sqrt(Cn2): only the strength changes. The other parameters come from the
     dataset's recipe (ranges sampled as for that sample).
     """
-    from turbsim.generate import resize_field, sample_field
+    from turbsim.render import resize_field, sample_field
+    from turbsim.theory import sigma_r_px
     from turbsim.warp import warp_image
 
     root = Path(root)
@@ -172,12 +174,12 @@ def cn2_sweep(
     clean = item["clean"]
     shape = tuple(manifest.get("native_sizes", {}).get(sp, clean.shape[:2]))
     unit, params = sample_field(recipe, sp, item["name"], int(item["variant"]), shape)
-    unit = resize_field(unit, clean.shape[:2]) / np.float32(params.sigma_r_px)
+    unit = resize_field(unit, clean.shape[:2]) / np.float32(sigma_r_px(params))
     panels = [_titled(clean, f"clean {item['name']}")]
     for cn2 in cn2_values:
         p = params.with_cn2(float(cn2))
-        sigma = p.sigma_r_px * clean.shape[0] / shape[0]  # in stored pixels
-        field = unit * np.float32(p.sigma_r_px)  # unit already carries the resize scale
+        sigma = sigma_r_px(p) * clean.shape[0] / shape[0]  # in stored pixels
+        field = unit * np.float32(sigma_r_px(p))  # unit already carries the resize scale
         panels.append(
             _titled(warp_image(clean, field, recipe.border), f"Cn2 {cn2:.0e}: sigma {sigma:.2f} px")
         )

@@ -24,13 +24,22 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from turbsim.params import POSITIVE_FIELDS, WAVES, TurbulenceParams
+from turbsim.params import POSITIVE_FIELDS, TurbulenceParams
+from turbsim.shards.schema import (
+    BORDERS,
+    COMPRESSIONS,
+    FLOW_CHOICES,
+    NORMALIZE_CHOICES,
+    SPLITS,
+    WAVES,
+)
 
 #: TurbulenceParams fields that a recipe can fix or sample.
 PHYSICS_KEYS: tuple[str, ...] = POSITIVE_FIELDS
@@ -41,11 +50,10 @@ GRID_KEYS = frozenset({"height_m", "aperture_m"})
 #: Step of that grid in ln (1 %).
 RHO_GRID_STEP = 0.01
 
-COMPRESSIONS = ("gzip", "lzf", "none")
-FLOW_STORAGE = ("none", "int16", "float16")
-BORDERS = ("clamp", "reflect", "zero")
-NORMALIZE = ("ensemble", "per-field")
-KNOWN_SPLITS = ("train", "val", "test")
+# The choice lists live in turbsim.shards.schema; these names are kept for their importers.
+FLOW_STORAGE = FLOW_CHOICES
+NORMALIZE = NORMALIZE_CHOICES
+KNOWN_SPLITS = SPLITS
 
 #: The documented default recipe (the reference camera of the original code: sigma_r 5.6 px).
 DEFAULT_RECIPE: dict[str, Any] = {
@@ -77,7 +85,17 @@ _PHYSICS_ALL = set(PHYSICS_KEYS) | {"wave"}
 
 
 class RecipeError(ValueError):
-    """A recipe file or override is invalid; the message is one line naming the source."""
+    """A recipe file or override is invalid; the message is one line naming the source.
+
+    Attributes:
+        key: the recipe key at fault (e.g. ``"size"``, ``"cn2"``, ``"shard_size"``;
+            ``"recipe"`` for the recipe file itself), whether its value came from a file or an
+            override; None when no single key is at fault. A CLI maps it to its flag.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -117,29 +135,31 @@ def _parse_physics_value(key: str, value: Any, source: str) -> float | Range:
     if isinstance(value, str) and ":" in value:
         parts = value.split(":")
         if len(parts) != 2:
-            raise RecipeError(f"{source}: {key} range must be LO:HI, got {value!r}")
+            raise RecipeError(f"{source}: {key} range must be LO:HI, got {value!r}", key)
         value = parts
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise RecipeError(f"{source}: {key} range must have two values, got {value!r}")
+            raise RecipeError(f"{source}: {key} range must have two values, got {value!r}", key)
         try:
             lo, hi = float(value[0]), float(value[1])
         except (TypeError, ValueError):
             raise RecipeError(
-                f"{source}: {key} range values must be numbers, got {value!r}"
+                f"{source}: {key} range values must be numbers, got {value!r}", key
             ) from None
         for v in (lo, hi):
             if not (math.isfinite(v) and v > 0):
-                raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}")
+                raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}", key)
         if hi < lo:
-            raise RecipeError(f"{source}: {key} range must have LO <= HI, got {value!r}")
+            raise RecipeError(f"{source}: {key} range must have LO <= HI, got {value!r}", key)
         return Range(lo, hi, key in LOG_UNIFORM_KEYS, RHO_GRID_STEP if key in GRID_KEYS else 0.0)
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise RecipeError(f"{source}: {key} must be a number or LO:HI, got {value!r}") from None
+        raise RecipeError(
+            f"{source}: {key} must be a number or LO:HI, got {value!r}", key
+        ) from None
     if not (math.isfinite(v) and v > 0):
-        raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}")
+        raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}", key)
     return v
 
 
@@ -151,63 +171,72 @@ def parse_size(value: Any, source: str = "size") -> tuple[int, int] | None:
         value = f"{value[0]}x{value[1]}"
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(value))
     if not m:
-        raise RecipeError(f"{source}: size must be 'native' or HxW (e.g. 512x1024), got {value!r}")
+        raise RecipeError(
+            f"{source}: size must be 'native' or HxW (e.g. 512x1024), got {value!r}", "size"
+        )
     h, w = int(m.group(1)), int(m.group(2))
     if h < 16 or w < 16:
-        raise RecipeError(f"{source}: size must be at least 16x16, got {value!r}")
+        raise RecipeError(f"{source}: size must be at least 16x16, got {value!r}", "size")
     return h, w
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A resolved, validated recipe. ``data`` is the canonical JSON-able dict."""
+    """A resolved, validated recipe, parsed once into typed fields.
+
+    ``data`` is the canonical JSON-able dict (what the manifest and ``recipe.json`` store and
+    :meth:`digest` hashes); every other field is computed from it at construction, so workers
+    never re-parse it per sample. Build one with :func:`resolve_recipe` (validates), or
+    ``Recipe(data)`` from an already resolved dict (a manifest's ``recipe``).
+    """
 
     data: dict[str, Any]
+    #: Root seed of every per-sample stream (see turbsim.seeding).
+    seed: int = field(init=False, compare=False, repr=False)
+    #: Split names, in the order they are planned.
+    splits: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    #: Stored (H, W) [px], or None for the native size.
+    size: tuple[int, int] | None = field(init=False, compare=False, repr=False)
+    #: Samples per shard.
+    shard_size: int = field(init=False, compare=False, repr=False)
+    #: Distorted variants per source image.
+    variants: int = field(init=False, compare=False, repr=False)
+    #: Shard compression, one of :data:`COMPRESSIONS`.
+    compression: str = field(init=False, compare=False, repr=False)
+    #: Flow storage ("int16", "float16"), or None when no flow is stored.
+    store_flow: str | None = field(init=False, compare=False, repr=False)
+    #: Warp border mode, one of :data:`BORDERS`.
+    border: str = field(init=False, compare=False, repr=False)
+    #: Field normalisation, one of :data:`NORMALIZE`.
+    normalize: str = field(init=False, compare=False, repr=False)
+    #: Each physics key -> a fixed value, a :class:`Range`, or the wave name (read-only).
+    physics: Mapping[str, float | Range | str] = field(init=False, compare=False, repr=False)
 
-    @property
-    def seed(self) -> int:
-        return int(self.data["seed"])
+    def __post_init__(self) -> None:
+        data = self.data
+        flow = str(data["store_flow"])
+        physics: dict[str, float | Range | str] = {
+            key: _parse_physics_value(key, data["physics"][key], "recipe") for key in PHYSICS_KEYS
+        }
+        physics["wave"] = str(data["physics"]["wave"])
+        typed = {
+            "seed": int(data["seed"]),
+            "splits": tuple(data["splits"]),
+            "size": parse_size(data["size"]),
+            "shard_size": int(data["shard_size"]),
+            "variants": int(data["variants"]),
+            "compression": str(data["compression"]),
+            "store_flow": None if flow == "none" else flow,
+            "border": str(data["border"]),
+            "normalize": str(data["normalize"]),
+            "physics": MappingProxyType(physics),
+        }
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)
 
-    @property
-    def splits(self) -> list[str]:
-        return list(self.data["splits"])
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        return parse_size(self.data["size"])
-
-    @property
-    def shard_size(self) -> int:
-        return int(self.data["shard_size"])
-
-    @property
-    def variants(self) -> int:
-        return int(self.data["variants"])
-
-    @property
-    def compression(self) -> str:
-        return str(self.data["compression"])
-
-    @property
-    def store_flow(self) -> str | None:
-        v = str(self.data["store_flow"])
-        return None if v == "none" else v
-
-    @property
-    def border(self) -> str:
-        return str(self.data["border"])
-
-    @property
-    def normalize(self) -> str:
-        return str(self.data["normalize"])
-
-    @property
-    def physics(self) -> dict[str, float | Range | str]:
-        out: dict[str, float | Range | str] = {}
-        for key in PHYSICS_KEYS:
-            out[key] = _parse_physics_value(key, self.data["physics"][key], "recipe")
-        out["wave"] = str(self.data["physics"]["wave"])
-        return out
+    def __reduce__(self) -> tuple[type[Recipe], tuple[dict[str, Any]]]:
+        # pickled (to workers) as its canonical dict; the typed fields are recomputed there
+        return (Recipe, (self.data,))
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of the recipe (names and descriptions included)."""
@@ -223,6 +252,7 @@ class Recipe:
         return TurbulenceParams(**kwargs)
 
     def is_fixed_physics(self) -> bool:
+        """Whether no physics value is a range (every sample has the same parameters)."""
         return not any(isinstance(v, Range) for v in self.physics.values())
 
 
@@ -246,7 +276,7 @@ def locate_recipe(name_or_path: str | Path) -> Path:
     if path.suffix == "" and candidate.is_file():
         return candidate
     known = ", ".join(builtin_recipes()) or "none found"
-    raise RecipeError(f"{name_or_path}: recipe file not found (shipped recipes: {known})")
+    raise RecipeError(f"{name_or_path}: recipe file not found (shipped recipes: {known})", "recipe")
 
 
 def load_recipe_file(path: Path) -> dict[str, Any]:
@@ -255,9 +285,9 @@ def load_recipe_file(path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except OSError as exc:
-        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror or exc})") from None
+        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror or exc})", "recipe") from None
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"{path}: invalid TOML ({exc})") from None
+        raise RecipeError(f"{path}: invalid TOML ({exc})", "recipe") from None
     return data
 
 
@@ -265,7 +295,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], source: str) -> None
     for key, value in update.items():
         if key == "physics":
             if not isinstance(value, Mapping):
-                raise RecipeError(f"{source}: [physics] must be a table")
+                raise RecipeError(f"{source}: [physics] must be a table", "physics")
             for pkey, pvalue in value.items():
                 if pkey not in _PHYSICS_ALL:
                     raise RecipeError(
@@ -313,18 +343,22 @@ def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
     try:
         out["seed"] = int(data["seed"])
     except (TypeError, ValueError):
-        raise RecipeError(f"{source}: seed must be an integer, got {data['seed']!r}") from None
+        raise RecipeError(
+            f"{source}: seed must be an integer, got {data['seed']!r}", "seed"
+        ) from None
     if out["seed"] < 0:
-        raise RecipeError(f"{source}: seed must be >= 0, got {out['seed']}")
+        raise RecipeError(f"{source}: seed must be >= 0, got {out['seed']}", "seed")
     splits = data["splits"]
     if isinstance(splits, str):
         splits = [s.strip() for s in splits.split(",") if s.strip()]
     if not splits or not all(
         isinstance(s, str) and re.fullmatch(r"[A-Za-z0-9_]+", s) for s in splits
     ):
-        raise RecipeError(f"{source}: splits must be names like train,val; got {data['splits']!r}")
+        raise RecipeError(
+            f"{source}: splits must be names like train,val; got {data['splits']!r}", "splits"
+        )
     if len(set(splits)) != len(splits):
-        raise RecipeError(f"{source}: splits repeat: {splits!r}")
+        raise RecipeError(f"{source}: splits repeat: {splits!r}", "splits")
     out["splits"] = list(splits)
     size = parse_size(data["size"], source)
     out["size"] = "native" if size is None else f"{size[0]}x{size[1]}"
@@ -332,9 +366,11 @@ def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
         try:
             out[key] = int(data[key])
         except (TypeError, ValueError):
-            raise RecipeError(f"{source}: {key} must be an integer, got {data[key]!r}") from None
+            raise RecipeError(
+                f"{source}: {key} must be an integer, got {data[key]!r}", key
+            ) from None
         if out[key] < 1:
-            raise RecipeError(f"{source}: {key} must be >= 1, got {out[key]}")
+            raise RecipeError(f"{source}: {key} must be >= 1, got {out[key]}", key)
     for key, choices in (
         ("compression", COMPRESSIONS),
         ("store_flow", FLOW_STORAGE),
@@ -343,13 +379,17 @@ def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
     ):
         value = str(data[key])
         if value not in choices:
-            raise RecipeError(f"{source}: {key} must be one of {', '.join(choices)}; got {value!r}")
+            raise RecipeError(
+                f"{source}: {key} must be one of {', '.join(choices)}; got {value!r}", key
+            )
         out[key] = value
     phys = dict(data["physics"])
     for key in PHYSICS_KEYS:
         phys[key] = _canonical_physics(key, phys[key], source)
     if phys["wave"] not in WAVES:
-        raise RecipeError(f"{source}: wave must be one of {', '.join(WAVES)}; got {phys['wave']!r}")
+        raise RecipeError(
+            f"{source}: wave must be one of {', '.join(WAVES)}; got {phys['wave']!r}", "wave"
+        )
     out["physics"] = phys
     out["name"] = str(data["name"])
     out["description"] = str(data["description"])
@@ -358,7 +398,7 @@ def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
     try:
         Recipe(out).sample_params(np.random.default_rng(0))
     except ValueError as exc:
-        raise RecipeError(f"{source}: {exc}") from None
+        raise RecipeError(f"{source}: {exc}", getattr(exc, "key", None)) from None
     return out
 
 

@@ -10,27 +10,27 @@ AAcorrelation.m and calc_correlation_Cv.m):
   eq. (4): von Karman spectrum with outer scale, Z-tilt filter J2(k)^2 / k.
 
 Everything here is a pure function of its arguments except :func:`correlation_table`, which keeps
-an on-disk cache (``$TURBSIM_CACHE_DIR``, default ``~/.cache/turbsim``) because the table costs
-seconds to a minute to integrate.
+an on-disk cache (:mod:`turbsim.table_cache`) because the table costs seconds to a minute to
+integrate. The quantities of one :class:`~turbsim.params.TurbulenceParams` (sigma_A, sigma_r, r0)
+are functions of it here; :func:`describe` lists them all with their units.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import tempfile
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.special as sp
 
-from turbsim.params import WAVES, TurbulenceParams, shape_value
+from turbsim import table_cache
+from turbsim.params import TurbulenceParams, shape_value
+from turbsim.shards.schema import WAVES
 
 #: b in the Cheon-Muschinski closed forms.
 _B = 0.5216
@@ -44,9 +44,6 @@ C0 = (
 )
 #: Geometric-optics fallbacks of the Matlab code (valid for q >> 1): spherical, plane.
 GEOMETRIC_OPTICS_COEFFICIENT = {"spherical": 1.09, "plane": 2.91}
-
-#: Version of the on-disk table format; bump when the integration changes.
-_CACHE_VERSION = 1
 
 
 # --------------------------------------------------------------------------------- variance
@@ -88,6 +85,109 @@ def aoa_variance(params: TurbulenceParams) -> float:
     """One-axis angle-of-arrival variance sigma_A^2 = c(q) Cn2 L D^(-1/3) [rad^2]."""
     c = variance_coefficient(params.q, params.wave)
     return c * params.cn2 * params.path_length_m * params.aperture_m ** (-1.0 / 3.0)
+
+
+def sigma_a_rad(params: TurbulenceParams) -> float:
+    """Standard deviation of the angle of arrival on one axis, sigma_A [rad]."""
+    return math.sqrt(aoa_variance(params))
+
+
+def sigma_r_px(params: TurbulenceParams) -> float:
+    """Standard deviation of the image displacement on one axis, sigma_r = f sigma_A [px].
+
+    The reference camera (300 mm f/5.6, 4 um pixels, 2 km, h = 4 m, Cn2 = 1e-12) gives 5.597 px.
+    """
+    return params.focal_length_px * sigma_a_rad(params)
+
+
+def r0_m(params: TurbulenceParams) -> float:
+    """Fried parameter r0 [m] of the path (Kolmogorov; spherical wave has the 3/8 factor).
+
+    r0 = (0.423 k^2 Cn2 L a)^(-3/5) with k = 2 pi / lambda and a = 3/8 (spherical) or 1
+    (plane), Andrews & Phillips, Laser Beam Propagation through Random Media, eq. 6.62.
+    """
+    k = 2.0 * math.pi / params.wavelength_m
+    a = 3.0 / 8.0 if params.wave == "spherical" else 1.0
+    return (0.423 * k * k * params.cn2 * params.path_length_m * a) ** (-3.0 / 5.0)
+
+
+# ------------------------------------------------------------------------------- describe
+#: Every key of :func:`describe`, in its order -> (unit, meaning). Inputs first.
+QUANTITIES: dict[str, tuple[str, str]] = {
+    "cn2": ("m^-2/3", "refractive-index structure constant Cn2"),
+    "path_length_m": ("m", "camera-to-scene range L"),
+    "aperture_m": ("m", "aperture diameter D"),
+    "wavelength_m": ("m", "wavelength lambda"),
+    "focal_length_px": ("px", "focal length f"),
+    "height_m": ("m", "height h of the path above ground"),
+    "wave": ("", "wave model"),
+    "theta_d_rad": ("rad", "theta_D = D / L"),
+    "f_theta_d_px": ("px", "f theta_D: pixels per unit of eta"),
+    "outer_scale_m": ("m", "outer scale L0 = 0.4 h"),
+    "rho": ("1", "rho = L0 / D: shape of the correlation"),
+    "q": ("1", "q = D / sqrt(lambda L)"),
+    "variance_coefficient": ("1", "c(q) in sigma_A^2 = c Cn2 L D^-1/3"),
+    "sigma_a_rad": ("rad", "std of the angle of arrival, one axis"),
+    "sigma_r_px": ("px", "std of the displacement, one axis"),
+    "r0_m": ("m", "Fried parameter r0"),
+    "d_over_r0": ("1", "D / r0"),
+}
+
+#: The keys of :func:`describe` that are TurbulenceParams inputs (the rest are derived).
+INPUT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TurbulenceParams))
+
+
+def describe(params: TurbulenceParams) -> dict[str, Any]:
+    """Inputs and derived quantities of ``params``, for reports (``turbsim params``).
+
+    Returns:
+        A JSON-serialisable dict: the constructor arguments (:meth:`TurbulenceParams.to_dict`),
+        then theta_d_rad, f_theta_d_px, outer_scale_m, rho, q, variance_coefficient,
+        sigma_a_rad, sigma_r_px, r0_m and d_over_r0; units and meanings in :data:`QUANTITIES`.
+    """
+    r0 = r0_m(params)
+    return {
+        **params.to_dict(),
+        "theta_d_rad": params.theta_d_rad,
+        "f_theta_d_px": params.f_theta_d_px,
+        "outer_scale_m": params.outer_scale_m,
+        "rho": params.rho,
+        "q": params.q,
+        "variance_coefficient": variance_coefficient(params.q, params.wave),
+        "sigma_a_rad": sigma_a_rad(params),
+        "sigma_r_px": sigma_r_px(params),
+        "r0_m": r0,
+        "d_over_r0": params.aperture_m / r0,
+    }
+
+
+def _format_value(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def description_table(description: dict[str, Any]) -> str:
+    """Aligned text table of a :func:`describe` dict: inputs, then derived quantities.
+
+    One row per key: name, value (6 significant digits), unit and meaning (:data:`QUANTITIES`),
+    under the headings ``inputs:`` and ``derived:``; no trailing newline.
+    """
+    sections = {
+        "inputs": [k for k in description if k in INPUT_KEYS],
+        "derived": [k for k in description if k not in INPUT_KEYS],
+    }
+    rows = {
+        key: (key, _format_value(description[key]), *QUANTITIES.get(key, ("", "")))
+        for key in description
+    }
+    widths = [max(len(row[i]) for row in rows.values()) for i in range(3)]
+    lines = []
+    for title, keys in sections.items():
+        lines.append(f"{title}:")
+        for key in keys:
+            name, value, unit, meaning = rows[key]
+            line = f"  {name:<{widths[0]}}  {value:>{widths[1]}}  {unit:<{widths[2]}}  {meaning}"
+            lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------ correlation table
@@ -265,68 +365,16 @@ def compute_correlation_table(
     )
 
 
-def cache_dir() -> Path:
-    """Folder of the on-disk table cache: ``$TURBSIM_CACHE_DIR`` or ``~/.cache/turbsim``."""
-    env = os.environ.get("TURBSIM_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "turbsim"
-
-
-def _cache_file(rho: float, wave: str, quadrature: str) -> Path:
-    key = f"v{_CACHE_VERSION}|{float(rho).hex()}|{wave}|{quadrature}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir() / f"correlation_{wave}_{quadrature}_rho{rho:.6g}_{digest}.npz"
-
-
-def _load_cached(path: Path, rho: float, wave: str, quadrature: str) -> CorrelationTable | None:
-    try:
-        with np.load(path) as z:
-            ok = (
-                int(z["version"]) == _CACHE_VERSION
-                and float(z["rho"]) == float(rho)
-                and str(z["wave"]) == wave
-                and str(z["quadrature"]) == quadrature
-            )
-            if not ok:
-                return None
-            table = CorrelationTable(
-                float(rho), wave, quadrature, z["eta"], z["b_par"], z["b_perp"]
-            )
-    except (OSError, KeyError, ValueError):
-        return None
-    if not (np.all(np.isfinite(table.b_par)) and np.all(np.isfinite(table.b_perp))):
-        return None
-    return table
-
-
-def _store(path: Path, table: CorrelationTable) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                version=_CACHE_VERSION,
-                rho=table.rho,
-                wave=table.wave,
-                quadrature=table.quadrature,
-                eta=table.eta,
-                b_par=table.b_par,
-                b_perp=table.b_perp,
-            )
-        os.replace(tmp, path)
-    except OSError as exc:  # a read-only home must not stop the simulation
-        warnings.warn(
-            f"turbsim: could not cache the correlation table in {path}: {exc}", stacklevel=3
-        )
-
-
 @lru_cache(maxsize=32)
 def _correlation_table_cached(rho: float, wave: str, quadrature: str) -> CorrelationTable:
-    path = _cache_file(rho, wave, quadrature)
-    table = _load_cached(path, rho, wave, quadrature)
-    if table is None:
-        table = compute_correlation_table(rho, wave, quadrature)
-        _store(path, table)
+    path = table_cache.table_path(rho, wave, quadrature)
+    stored = table_cache.load(path, rho, wave, quadrature)
+    if stored is not None:
+        return CorrelationTable(float(rho), wave, quadrature, *stored)
+    table = compute_correlation_table(rho, wave, quadrature)
+    table_cache.store(
+        path, table.rho, table.wave, table.quadrature, table.eta, table.b_par, table.b_perp
+    )
     return table
 
 
@@ -336,8 +384,8 @@ def correlation_table(
     """Tilt correlation table for rho = L0 / D, computed once per user and cached on disk.
 
     rho is first rounded to 12 significant digits (:func:`turbsim.params.shape_value`). The
-    cache (``cache_dir()``) is keyed by (rho, wave, quadrature, format version); a damaged
-    file is recomputed. With ``use_cache=False`` nothing is read or written.
+    cache (:mod:`turbsim.table_cache`) is keyed by (rho, wave, quadrature, format version); a
+    damaged file is recomputed. With ``use_cache=False`` nothing is read or written.
     """
     rho = shape_value(float(rho))
     if not use_cache:

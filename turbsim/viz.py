@@ -14,12 +14,12 @@ only inside :func:`save_field_png`.
 from __future__ import annotations
 
 import os
-import secrets
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from turbsim._files import atomic_path
 
 #: Message of the ImportError raised when matplotlib is missing.
 MATPLOTLIB_MISSING = "writing PNG pictures needs matplotlib: pip install 'turbsim-feedbackseg[viz]'"
@@ -167,16 +167,9 @@ def save_field_png(
 
 
 def save_figure(figure: Any, path: str | os.PathLike[str], dpi: int = 100) -> None:
-    """Save a matplotlib figure as PNG through a temporary file renamed into place."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as stream:
-            figure.savefig(stream, format="png", dpi=dpi)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Save a matplotlib figure as PNG, published atomically (turbsim._files)."""
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=dpi)
 
 
 def plot_stats(curves: Any, line: Any, path: str | os.PathLike[str]) -> None:

@@ -19,10 +19,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from turbsim.shards.schema import BORDERS
+
 __all__ = ["BORDERS", "set_num_threads", "warm_up", "warp_image"]
 
-#: Valid values of the ``border`` argument of :func:`warp_image`.
-BORDERS: tuple[str, ...] = ("clamp", "reflect", "zero")
+# BORDERS (the valid values of the ``border`` argument of :func:`warp_image`) lives in
+# turbsim.shards.schema with the other choice lists.
 
 _CLAMP, _REFLECT, _ZERO = 0, 1, 2
 _BORDER_CODES = {"clamp": _CLAMP, "reflect": _REFLECT, "zero": _ZERO}

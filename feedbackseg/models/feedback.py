@@ -141,22 +141,50 @@ class RestoreSegmenter(nn.Module):
     def num_classes(self) -> int:
         return self.segmenter.num_classes
 
-    def forward(self, distorted: torch.Tensor) -> FeedbackOutput:
+    def forward(self, distorted: torch.Tensor, iterations: int = 1) -> FeedbackOutput:
+        """Restore then segment distorted images (B, 3, H, W) once.
+
+        ``iterations`` is accepted for the common signature of :func:`infer` and not used:
+        without feedback there is one pass whatever T.
+        """
         restored, flow = self.restorer(distorted, return_flow=True)
         out = FeedbackOutput()
         out.append(self.segmenter(restored), restored, flow)
         return out
 
 
+def infer(
+    model: nn.Module, distorted: torch.Tensor, iterations: int = ITERATIONS
+) -> FeedbackOutput:
+    """Run any of the three model kinds on distorted images: the one inference signature.
+
+    Args:
+        model: the bare network (not a DDP wrapper): a :class:`FeedbackSegmenter` (T
+            iterations), a :class:`RestoreSegmenter` (one) or a plain segmenter such as
+            :class:`ERFNet` (one; any module mapping (B, 3, H, W) to logits (B, C, H, W)).
+        distorted: network input (B, 3, H, W) in [0, 1].
+        iterations: feedback iterations T (feedback models only; the others run once).
+
+    Returns:
+        A :class:`FeedbackOutput` with :func:`iterations_run` entries of ``logits`` (B, C, H, W),
+        the last being the prediction; ``restored`` and ``flows`` in the same order, empty for a
+        plain segmenter.
+    """
+    if isinstance(model, (FeedbackSegmenter, RestoreSegmenter)):
+        return model(distorted, iterations=iterations)
+    return FeedbackOutput(logits=[model(distorted)])
+
+
+def iterations_run(model: nn.Module, iterations: int = ITERATIONS) -> int:
+    """How many per-iteration outputs :func:`infer` gives: T for a feedback model, else 1."""
+    return int(iterations) if isinstance(model, FeedbackSegmenter) else 1
+
+
 def predict_logits(
     model: nn.Module, distorted: torch.Tensor, iterations: int = ITERATIONS
 ) -> torch.Tensor:
     """The prediction logits (B, C, H, W) of any of the three model kinds (last iteration)."""
-    if isinstance(model, FeedbackSegmenter):
-        return model(distorted, iterations=iterations).logits[-1]
-    if isinstance(model, RestoreSegmenter):
-        return model(distorted).logits[-1]
-    return model(distorted)
+    return infer(model, distorted, iterations).logits[-1]
 
 
 def _zero_feedback(distorted: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,6 +34,8 @@ FLOW_CHOICES: tuple[str, ...] = ("none", *FLOW_STORAGES)
 DEFAULT_FLOW_SCALE = 1.0 / 64.0
 #: Parameter keys stored as strings rather than float64.
 STRING_PARAM_KEYS = frozenset({"wave"})
+#: Keys of one manifest ``shards`` entry (:class:`turbsim.shards.ShardInfo`), in file order.
+SHARD_INFO_KEYS: tuple[str, ...] = ("file", "split", "index", "samples", "bytes", "sha256")
 
 #: Warp border modes (turbsim.warp): clamp, reflect (OpenCV REFLECT_101), zero (Matlab interp2).
 BORDERS: tuple[str, ...] = ("clamp", "reflect", "zero")

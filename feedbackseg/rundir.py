@@ -1,0 +1,227 @@
+"""The run folder of one training run, and its metrics log (read by train, plot, eval, compare).
+
+One run lives in one folder RUN (``TrainConfig.out``)::
+
+    RUN/config.json     the resolved TrainConfig (indented, sorted keys)
+    RUN/metrics.jsonl   one JSON object per logged step and per validation, each with "step"
+    RUN/last.pt         the latest checkpoint (atomic)
+    RUN/best.pt         the weights of the best validation mIoU
+    RUN/tensorboard/    TensorBoard events, only if torch.utils.tensorboard imports
+
+``metrics.jsonl`` is appended one line per record; a killed run may leave its last line cut off.
+:func:`read_metrics` is the one reader of the log: it skips such a half-written last line and
+rejects any other line that is not a JSON object (one-line :class:`MetricsError`).
+
+No torch at import time: ``fbseg plot`` and ``fbseg compare`` read the log through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from turbsim import _files
+
+if TYPE_CHECKING:
+    from feedbackseg.config import TrainConfig
+    from feedbackseg.distributed import DistributedContext
+
+__all__ = [
+    "BEST_NAME",
+    "CONFIG_NAME",
+    "LAST_NAME",
+    "METRICS_NAME",
+    "TENSORBOARD_DIR",
+    "MetricsError",
+    "TrainError",
+    "append_metrics",
+    "clean_temporaries",
+    "prepare_run_dir",
+    "read_metrics",
+    "truncate_metrics",
+]
+
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+LAST_NAME = "last.pt"
+BEST_NAME = "best.pt"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or had to stop; one-line message for the user.
+
+    Defined here (re-exported by :mod:`feedbackseg.train`) so that the run folder's checks raise
+    it without importing the trainer.
+    """
+
+
+class MetricsError(ValueError):
+    """A metrics log that cannot be read; one-line message naming the file and line."""
+
+
+# ------------------------------------------------------------------------------ the metrics log
+def _metrics_path(run_dir: str | os.PathLike) -> Path:
+    path = Path(run_dir)
+    return path / METRICS_NAME if path.is_dir() else path
+
+
+def _records(path: Path) -> Iterator[tuple[int, str, Any]]:
+    """(line number, line, decoded value) of every non-blank line; a cut-off last line is
+    skipped.
+
+    Raises:
+        MetricsError: a line that is not valid JSON and is not the last non-blank one.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    for position, (number, line) in enumerate(numbered):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            if position == len(numbered) - 1:
+                return  # the half-written last line of a killed run
+            raise MetricsError(f"{path}: line {number} is not valid JSON") from None
+        yield number, line, value
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of ``RUN/metrics.jsonl``, in file order.
+
+    Blank lines are skipped, and so is a last line that is not valid JSON (what a killed run
+    leaves behind).
+
+    Args:
+        run_dir: a run folder, or the metrics file itself.
+
+    Returns:
+        One dict per record (``kind`` "train" or "val", ``step``, ...).
+
+    Raises:
+        MetricsError: no such file, or a line other than the last that is not a JSON object.
+    """
+    path = _metrics_path(run_dir)
+    if not path.is_file():
+        raise MetricsError(f"{path}: no such metrics file")
+    records = []
+    for number, _, record in _records(path):
+        if not isinstance(record, dict):
+            raise MetricsError(f"{path}: line {number} is not a JSON object")
+        records.append(record)
+    return records
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def append_metrics(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append ``record`` as one JSON line to ``RUN/metrics.jsonl`` (flushed; NaN refused)."""
+    with open(Path(run_dir) / METRICS_NAME, "a") as handle:
+        handle.write(json.dumps(record, allow_nan=False, default=_json_default) + "\n")
+        handle.flush()
+
+
+def truncate_metrics(run_dir: str | os.PathLike, step: int) -> None:
+    """Drop the records logged after ``step`` (a killed run logged past its checkpoint).
+
+    Kept lines are rewritten byte for byte (atomically); a cut-off last line is dropped.
+
+    Raises:
+        MetricsError: a corrupt line that is not the last.
+    """
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for _, line, record in _records(path)
+        if isinstance(record, dict) and int(record.get("step", 0)) <= step
+    ]
+    _files.write_text(path, "".join(k + "\n" for k in kept))
+
+
+# ------------------------------------------------------------------------------ the run folder
+def clean_temporaries(run_dir: str | os.PathLike) -> None:
+    """Remove the checkpoint temporaries an interrupted writer left in RUN."""
+    run = Path(run_dir)
+    for name in (LAST_NAME, BEST_NAME):
+        for tmp in run.glob(f"{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for tmp in run.glob(f".{name}.*.tmp"):  # the names of earlier versions
+            tmp.unlink(missing_ok=True)
+
+
+def _resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
+    """Check that RUN can be resumed with ``config``; its last.pt (None if there is none)."""
+    from feedbackseg.checkpoints import CheckpointError, load_checkpoint
+    from feedbackseg.config import config_diff
+
+    run = Path(config.out)
+    saved_config = run / CONFIG_NAME
+    if not saved_config.is_file():
+        raise TrainError(f"{run}: nothing to resume (no {CONFIG_NAME}); drop --resume")
+    try:
+        old = json.loads(saved_config.read_text())
+    except json.JSONDecodeError as error:
+        raise TrainError(f"{saved_config}: not valid JSON ({error})") from None
+    differ = config_diff(old, config.to_dict())
+    if differ:
+        raise TrainError(
+            f"{saved_config}: --resume with a different config ({'; '.join(differ)}); "
+            "use the original flags or start a new RUN"
+        )
+    if not (run / LAST_NAME).is_file():
+        return None
+    checkpoint = load_checkpoint(run / LAST_NAME)
+    if checkpoint.get("mode") != config.mode:
+        raise CheckpointError(
+            f"{run / LAST_NAME}: holds a {checkpoint.get('mode')!r} model, not {config.mode!r}"
+        )
+    return checkpoint
+
+
+def prepare_run_dir(config: TrainConfig, ctx: DistributedContext) -> dict[str, Any] | None:
+    """Check RUN against resume/overwrite, set it up; the checkpoint to resume from (or None).
+
+    Every rank checks (read-only), rank 0 alone writes; all ranks see the same folder. A fresh
+    run removes the files of an earlier one (with ``overwrite``); every run drops the metrics
+    logged after its checkpoint and writes ``config.json``.
+
+    Raises:
+        TrainError: RUN is a file, holds a run without resume/overwrite, or resume finds no run
+            or a different config.
+        CheckpointError: an unreadable last.pt or one of another mode.
+    """
+    run = Path(config.out)
+    if run.exists() and not run.is_dir():
+        raise TrainError(f"{run}: exists and is not a folder")
+    checkpoint = None
+    if config.resume:
+        checkpoint = _resume_checkpoint(config)
+    elif (run / CONFIG_NAME).is_file() and not config.overwrite:
+        raise TrainError(
+            f"{run}: holds a run already ({CONFIG_NAME}); pass --resume to continue it or "
+            "--overwrite to replace it"
+        )
+    # every rank has looked at the folder before rank 0 changes it (same answer everywhere)
+    ctx.barrier()
+    if ctx.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        clean_temporaries(run)
+        if not config.resume:
+            for name in (CONFIG_NAME, METRICS_NAME, LAST_NAME, BEST_NAME):
+                (run / name).unlink(missing_ok=True)
+            shutil.rmtree(run / TENSORBOARD_DIR, ignore_errors=True)
+        truncate_metrics(run, int(checkpoint["step"]) if checkpoint else 0)
+        _files.write_text(run / CONFIG_NAME, config.to_json() + "\n")
+    ctx.barrier()
+    return checkpoint

@@ -1,0 +1,267 @@
+"""The plan of a generate run: validated inputs cut into self-contained, picklable shard tasks.
+
+:func:`make_plan` discovers and validates a Cityscapes tree (no image is decoded) and cuts each
+split into :class:`ShardTask` s of ``recipe.shard_size`` samples; :func:`select_tasks` picks the
+subset one run renders (all, every N-th, or a list such as ``"3,7-9"``), so that SLURM arrays
+share one output folder; :func:`describe_plan` is the dry-run text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from turbsim.cityscapes import CityscapesSample, SkippedFile, discover, png_size, validate
+from turbsim.recipe import Recipe
+
+
+class GenerateError(RuntimeError):
+    """A user-facing problem of a generate run; the message is one line.
+
+    Attributes:
+        key: the option at fault, in the library's words (``"shard_index"``, ``"num_shards"``,
+            ``"shards"``, ``"size"``, ``"resume"``, ``"out"``, ``"scheduler"``), or None when no
+            single input is at fault. A CLI maps it to its flag (e.g. ``--shard-index``).
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class PlannedSample:
+    """One output sample: a source image/label pair and a variant number."""
+
+    split: str
+    stem: str
+    variant: int
+    image_path: str
+    label_path: str | None
+    label_kind: str | None
+
+    def source(self) -> CityscapesSample:
+        """The Cityscapes sample this output sample is rendered from."""
+        return CityscapesSample(
+            split=self.split,
+            city=self.stem.split("_")[0],
+            stem=self.stem,
+            image_path=Path(self.image_path),
+            label_path=None if self.label_path is None else Path(self.label_path),
+            label_kind=self.label_kind,
+        )
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything needed to render one shard, picklable for any executor.
+
+    ``native_shape`` and ``out_shape`` are (H, W) [px]: the source size and the stored size.
+    """
+
+    split: str
+    index: int
+    global_index: int
+    samples: tuple[PlannedSample, ...]
+    native_shape: tuple[int, int]
+    out_shape: tuple[int, int]
+
+
+@dataclass
+class Plan:
+    """The validated inputs of a run cut into shards."""
+
+    recipe: Recipe
+    source_root: str
+    tasks: list[ShardTask]
+    skipped: list[SkippedFile] = field(default_factory=list)
+    input_list_hash: str = ""
+    label_note: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_samples(self) -> int:
+        """Number of output samples over all shards."""
+        return sum(len(t.samples) for t in self.tasks)
+
+    def estimated_bytes(self) -> int:
+        """Rough output size [bytes]: per sample two RGB images at ~0.75 byte/px after gzip,
+        labels ~0.03 byte/px, flow 2 x 2 bytes/px at ~0.5 if stored."""
+        flow = 2.0 if self.recipe.store_flow else 0.0
+        total = 0.0
+        for t in self.tasks:
+            h, w = t.out_shape
+            total += len(t.samples) * h * w * (2 * 3 * 0.75 + 0.03 + flow)
+        return int(total)
+
+
+def make_plan(cityscapes_root: Path, recipe: Recipe, skip_bad: bool = False) -> Plan:
+    """Discover and validate the inputs (no image is decoded), then cut each split into shards.
+
+    Raises:
+        CityscapesError: a missing/truncated/unreadable input (unless ``skip_bad``).
+        GenerateError: images of one split differ in size while the recipe keeps native size
+            (key ``"size"``), or a split has no usable image.
+    """
+    found = discover(Path(cityscapes_root), recipe.splits)
+    tasks: list[ShardTask] = []
+    skipped: list[SkippedFile] = []
+    hasher = hashlib.sha256()
+    label_note: dict[str, str] = {}
+    for split in recipe.splits:
+        good, bad = validate(found[split], skip_bad=skip_bad)
+        skipped += bad
+        if not good:
+            raise GenerateError(f"{cityscapes_root}: no usable images in split {split!r}")
+        if all(s.label_path is None for s in good):
+            label_note[split] = "no labels (all 255): Cityscapes test labels are not public"
+        sizes = {png_size(s.image_path) for s in good}
+        native = sizes.pop()
+        if sizes and recipe.size is None:
+            raise GenerateError(
+                f"{cityscapes_root}: split {split!r} has images of different sizes "
+                f"({native} and {sorted(sizes)[0]}); set a common stored size (HxW)",
+                "size",
+            )
+        planned = [
+            PlannedSample(
+                split,
+                s.stem,
+                v,
+                str(s.image_path),
+                None if s.label_path is None else str(s.label_path),
+                s.label_kind,
+            )
+            for s in good
+            for v in range(recipe.variants)
+        ]
+        for s in good:
+            rel_img = os.path.relpath(s.image_path, cityscapes_root)
+            rel_lab = "" if s.label_path is None else os.path.relpath(s.label_path, cityscapes_root)
+            hasher.update(f"{split}\t{s.stem}\t{rel_img}\t{rel_lab}\n".encode())
+        tasks += _cut(split, planned, recipe.shard_size, native, recipe.size or native, len(tasks))
+    return Plan(
+        recipe=recipe,
+        source_root=str(Path(cityscapes_root).resolve()),
+        tasks=tasks,
+        skipped=skipped,
+        input_list_hash=hasher.hexdigest(),
+        label_note=label_note,
+    )
+
+
+def _cut(
+    split: str,
+    planned: list[PlannedSample],
+    shard_size: int,
+    native: tuple[int, int],
+    out_shape: tuple[int, int],
+    first_global: int,
+) -> list[ShardTask]:
+    """Consecutive shards of ``shard_size`` samples, numbered from ``first_global`` overall."""
+    return [
+        ShardTask(
+            split,
+            k,
+            first_global + k,
+            tuple(planned[k * shard_size : (k + 1) * shard_size]),
+            native,
+            out_shape,
+        )
+        for k in range(math.ceil(len(planned) / shard_size))
+    ]
+
+
+def parse_shard_list(spec: str) -> set[int]:
+    """``"3,7-9"`` -> {3, 7, 8, 9} (global shard numbers, 0-based).
+
+    Raises:
+        GenerateError: (key ``"shards"``) a bad item or an empty selection.
+    """
+    out: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo or lo < 0:
+                    raise ValueError
+                out.update(range(lo, hi + 1))
+            else:
+                value = int(part)
+                if value < 0:
+                    raise ValueError
+                out.add(value)
+        except ValueError:
+            raise GenerateError(
+                f"shard list: bad item {part!r} (use e.g. 3,7-9)", "shards"
+            ) from None
+    if not out:
+        raise GenerateError("shard list: empty selection", "shards")
+    return out
+
+
+def select_tasks(
+    tasks: Sequence[ShardTask],
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    shard_list: str | None = None,
+) -> list[ShardTask]:
+    """The shards this run renders: all, ``global % num_shards == shard_index``, or a list.
+
+    Raises:
+        GenerateError: a bad or contradictory selection; ``key`` names the option at fault.
+    """
+    if shard_list is not None:
+        if shard_index is not None or num_shards is not None:
+            raise GenerateError(
+                "a shard list cannot be combined with shard_index/num_shards", "shards"
+            )
+        wanted = parse_shard_list(shard_list)
+        beyond = sorted(i for i in wanted if i >= len(tasks))
+        if beyond:
+            raise GenerateError(
+                f"shard list: shard {beyond[0]} does not exist (the plan has {len(tasks)})",
+                "shards",
+            )
+        return [t for t in tasks if t.global_index in wanted]
+    if (shard_index is None) != (num_shards is None):
+        raise GenerateError(
+            "shard_index and num_shards go together",
+            "num_shards" if num_shards is None else "shard_index",
+        )
+    if shard_index is None or num_shards is None:
+        return list(tasks)
+    if num_shards < 1:
+        raise GenerateError(f"num_shards must be >= 1, got {num_shards}", "num_shards")
+    if not 0 <= shard_index < num_shards:
+        raise GenerateError(
+            f"shard_index must be in [0, {num_shards}), got {shard_index}", "shard_index"
+        )
+    return [t for t in tasks if t.global_index % num_shards == shard_index]
+
+
+def describe_plan(plan: Plan, selected: Iterable[ShardTask] | None = None) -> str:
+    """Human-readable plan for a dry run: images, shards, sizes, estimated bytes."""
+    tasks = list(plan.tasks if selected is None else selected)
+    lines = [f"source: {plan.source_root}"]
+    for split in plan.recipe.splits:
+        st = [t for t in tasks if t.split == split]
+        if not st:
+            continue
+        n = sum(len(t.samples) for t in st)
+        h, w = st[0].out_shape
+        nh, nw = st[0].native_shape
+        lines.append(
+            f"{split}: {n} samples ({n // plan.recipe.variants} images x {plan.recipe.variants} "
+            f"variants) in {len(st)} shards; native {nh}x{nw}, stored {h}x{w}"
+            + (f"; {plan.label_note[split]}" if split in plan.label_note else "")
+        )
+    lines.append(f"skipped inputs: {len(plan.skipped)}")
+    lines.append(f"estimated output: {plan.estimated_bytes() / 1e9:.2f} GB")
+    return "\n".join(lines)
