@@ -12,6 +12,14 @@ import click
 from cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
 from feedbackseg.config import CLASS_WEIGHTS, DEVICES, LOSSES, MODES, ConfigError
 
+#: Library error key -> flag of ``fbseg eval`` / ``fbseg predict``.
+EVAL_FLAGS = {
+    "height": "--height",
+    "batch_size": "--batch-size",
+    "num_workers": "--workers",
+    "device": "--device",
+}
+
 
 @click.group(name="fbseg", cls=OneLineErrorGroup)
 @click.version_option(package_version(), prog_name="fbseg")
@@ -209,6 +217,8 @@ def evaluate_command(
 
     try:
         ctx = setup_distributed(device)
+    except DeviceError as error:
+        raise bad_parameter(error, EVAL_FLAGS) from None
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -223,11 +233,11 @@ def evaluate_command(
             save_predictions=save_predictions,
             num_workers=workers,
         )
-    except EvalError as error:
-        if error.key is not None:
-            raise bad_parameter(error, {"height": "--height"}) from None
+    except (EvalError, DeviceError) as error:
+        if error.key in EVAL_FLAGS:
+            raise bad_parameter(error, EVAL_FLAGS) from None
         raise click.ClickException(str(error)) from None
-    except (CheckpointError, DataError, DeviceError, ShardError) as error:
+    except (CheckpointError, DataError, ShardError) as error:
         raise click.ClickException(str(error)) from None
     finally:
         ctx.close()
@@ -286,7 +296,11 @@ def predict_command(
     try:
         images = collect_images(inputs)  # bad paths fail before the model loads
         written = predict_checkpoint(checkpoint, images, out, height, iterations, device)
-    except (CheckpointError, DeviceError, EvalError) as error:
+    except (DeviceError, EvalError) as error:
+        if error.key in EVAL_FLAGS:
+            raise bad_parameter(error, EVAL_FLAGS) from None
+        raise click.ClickException(str(error)) from None
+    except CheckpointError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{len(images)} image(s) -> {len(written)} files in {out}")
 

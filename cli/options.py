@@ -1,7 +1,7 @@
 """Click options and parameter types shared by the ``turbsim`` and ``fbseg`` commands.
 
 Importing this module is cheap: it reads the choice lists from the light
-:mod:`turbsim.shards.schema` (numpy + h5py); turbsim's physics (and with it numba and scipy) is
+X (and with it numba and scipy) is
 imported only when a command actually builds parameters, so ``--help`` stays fast.
 
 Library errors carry the input at fault as ``error.key`` (a TurbulenceParams field, a recipe or
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from turbsim.params import REFERENCE_PARAMS
 from turbsim.shards.schema import WAVES
 
 if TYPE_CHECKING:
@@ -31,13 +32,13 @@ DISTRIBUTION = "turbsim-feedbackseg"
 #: Choices of ``--wave`` (the library's list).
 WAVE_CHOICES: tuple[str, ...] = WAVES
 
-#: Reference camera and atmosphere of the original code (SPEC section 1).
-REFERENCE_CN2 = 1e-12
-REFERENCE_PATH_LENGTH_M = 2000.0
-REFERENCE_APERTURE_M = 0.3 / 5.6
-REFERENCE_WAVELENGTH_M = 550e-9
-REFERENCE_FOCAL_LENGTH_PX = 75000.0
-REFERENCE_HEIGHT_M = 4.0
+#: Reference camera and atmosphere of the original code (SPEC section 1), from the library.
+REFERENCE_CN2 = REFERENCE_PARAMS.cn2
+REFERENCE_PATH_LENGTH_M = REFERENCE_PARAMS.path_length_m
+REFERENCE_APERTURE_M = REFERENCE_PARAMS.aperture_m
+REFERENCE_WAVELENGTH_M = REFERENCE_PARAMS.wavelength_m
+REFERENCE_FOCAL_LENGTH_PX = REFERENCE_PARAMS.focal_length_px
+REFERENCE_HEIGHT_M = REFERENCE_PARAMS.height_m
 
 #: TurbulenceParams field -> (command-line flag, click parameter name).
 PHYSICS_FLAGS: dict[str, tuple[str, str]] = {

@@ -41,7 +41,13 @@ __all__ = [
 
 
 class DeviceError(ValueError):
-    """The asked device does not exist on this machine; one-line message."""
+    """The asked device does not exist on this machine; one-line message.
+
+    Attributes:
+        key: always ``"device"`` (a command line maps it to its flag).
+    """
+
+    key = "device"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -55,11 +61,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"--device {device}: CUDA is not available on this machine")
+        raise DeviceError(f"device {device!r}: CUDA is not available on this machine")
     try:
         return torch.device(device)
     except RuntimeError:
-        raise DeviceError(f"--device: unknown device {device!r}") from None
+        raise DeviceError(f"unknown device {device!r}") from None
 
 
 def world() -> tuple[int, int]:

@@ -326,9 +326,9 @@ def evaluate(
         EvalError: a label outside the evaluated classes, or an empty dataset.
     """
     if batch_size < 1:
-        raise EvalError(f"--batch-size: must be >= 1, got {batch_size}")
+        raise EvalError(f"batch_size must be >= 1, got {batch_size}", key="batch_size")
     if num_workers < 0:
-        raise EvalError(f"--workers: must be >= 0, got {num_workers}")
+        raise EvalError(f"num_workers must be >= 0, got {num_workers}", key="num_workers")
     device = resolve_device(device)
     model = model.to(device).eval()
     loader = _loader(dataset, batch_size, num_workers, device)

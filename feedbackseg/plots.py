@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from feedbackseg import rundir
+from turbsim._files import atomic_path
 
 __all__ = [
     "MATPLOTLIB_MISSING",
@@ -85,14 +85,8 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[
 def _save_figure(figure: Any, out_png: str | os.PathLike) -> Path:
     path = Path(out_png)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        figure.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
     return path
 
 

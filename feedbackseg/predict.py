@@ -117,7 +117,7 @@ def network_size(
     if height is None:
         height = max(multiple, int(round(h / multiple)) * multiple)
     elif height < multiple or height % multiple:
-        raise EvalError(f"--height: {height} is not a positive multiple of {multiple}")
+        raise EvalError(f"height {height} is not a positive multiple of {multiple}", key="height")
     width = max(multiple, int(round(w * height / h / multiple)) * multiple)
     return int(height), width
 

@@ -64,7 +64,7 @@ def test_integers_are_accepted_as_floats() -> None:
     assert isinstance(p.path_length_m, float) and p.path_length_m == 2000.0
 
 
-@pytest.mark.parametrize("name", ["sigma_r_px", "sigma_a_rad", "r0_m", "summary"])
+@pytest.mark.parametrize("name", ["sigma_r_px", "sigma_a_rad", "r0_m"])
 def test_moved_theory_attributes_name_their_replacement(
     reference_params: TurbulenceParams, name: str
 ) -> None:
@@ -110,3 +110,12 @@ def test_importing_and_using_params_loads_no_theory_or_scipy() -> None:
     loaded = set(result.stdout.split())
     assert "turbsim.params" in loaded
     assert loaded.isdisjoint({"turbsim.theory", "turbsim.table_cache", "scipy", "numba"})
+
+
+def test_summary_is_the_theory_description(reference_params) -> None:
+    """params.summary() (a public name) is theory.describe(params), reached without a cycle."""
+    from turbsim import theory
+
+    summary = reference_params.summary()
+    assert summary == theory.describe(reference_params)
+    assert summary["sigma_r_px"] == pytest.approx(5.597, abs=1e-3)

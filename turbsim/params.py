@@ -49,7 +49,6 @@ _MOVED_TO_THEORY: dict[str, str] = {
     "sigma_a_rad": "turbsim.theory.sigma_a_rad(params)",
     "sigma_r_px": "turbsim.theory.sigma_r_px(params)",
     "r0_m": "turbsim.theory.r0_m(params)",
-    "summary": "turbsim.theory.describe(params)",
 }
 
 
@@ -174,3 +173,21 @@ class TurbulenceParams:
     def to_dict(self) -> dict[str, Any]:
         """The constructor arguments as a plain dict (JSON-serialisable)."""
         return asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """Inputs and derived quantities with units in their names: ``turbsim.describe(self)``.
+
+        A convenience for reports (``turbsim params``). This module holds no theory: the call
+        goes through the package's lazy public API, so ``turbsim.params`` never imports
+        ``turbsim.theory`` and the import graph stays acyclic.
+        """
+        import turbsim
+
+        return turbsim.describe(self)
+
+
+#: The reference camera and atmosphere of the original code (SPEC section 1): a 300 mm f/5.6
+#: lens (D = 53.6 mm) with 4 um pixels (f = 75000 px), L = 2 km at h = 4 m, Cn2 = 1e-12,
+#: lambda = 550 nm, spherical wave: sigma_r = 5.597 px. The one source of the defaults of the
+#: recipes and of the command-line flags.
+REFERENCE_PARAMS = TurbulenceParams(cn2=1e-12, path_length_m=2000.0, aperture_m=0.3 / 5.6)

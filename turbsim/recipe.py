@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from turbsim.params import POSITIVE_FIELDS, TurbulenceParams
+from turbsim.params import POSITIVE_FIELDS, REFERENCE_PARAMS, TurbulenceParams
 from turbsim.shards.schema import (
     BORDERS,
     COMPRESSIONS,
@@ -69,15 +69,7 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "store_flow": "none",
     "border": "clamp",
     "normalize": "ensemble",
-    "physics": {
-        "cn2": 1e-12,
-        "path_length_m": 2000.0,
-        "aperture_m": 0.3 / 5.6,
-        "wavelength_m": 550e-9,
-        "focal_length_px": 75000.0,
-        "height_m": 4.0,
-        "wave": "spherical",
-    },
+    "physics": REFERENCE_PARAMS.to_dict(),
 }
 
 _TOP_KEYS = set(DEFAULT_RECIPE)
