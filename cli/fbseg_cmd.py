@@ -5,6 +5,8 @@ torch is never imported at module level here, so ``fbseg --help`` stays fast.
 
 from __future__ import annotations
 
+import errno
+import re
 from typing import Any
 
 import click
@@ -125,8 +127,12 @@ def train(shards: str, out: str, recipe: str | None, config_file: str | None, **
         raise config_error(error, {**flags, "recipe": recipe}) from None
     try:
         result = run_training(config, log=lambda message: click.echo(message, err=True))
+    except ConfigError as error:  # what needs the shards: --val-split, --height
+        raise config_error(error, {**flags, "recipe": recipe}) from None
     except (DataError, CheckpointError, TrainError) as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise os_error(error) from None
     if result.rank != 0:
         return  # under torchrun rank 0 reports
     best = "n/a" if result.best_miou is None else f"{100 * result.best_miou:.2f} %"
@@ -150,6 +156,38 @@ def config_error(error: ConfigError, given: dict[str, Any]) -> click.ClickExcept
             return click.BadParameter(error.reason, param_hint=f"'{_flag(error.keys[0])}'")
         return click.UsageError(error.describe(_flag))
     return click.ClickException(str(error))
+
+
+#: The suffix the atomic writer (turbsim._files) gives a temporary: ``.{pid}-{8 hex}.tmp``.
+_TEMPORARY_SUFFIX = re.compile(r"\.\d+-[0-9a-f]{8}\.tmp$")
+
+
+def os_error(error: OSError) -> click.ClickException:
+    """One line naming the path and the cause of an OS error (no traceback).
+
+    A temporary of the atomic writer is named by its target; a full disk says so.
+    """
+    if error.filename is None:
+        return click.ClickException(str(error) or type(error).__name__)
+    path = _TEMPORARY_SUFFIX.sub("", str(error.filename))
+    cause = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        cause += " (disk full)"
+    return click.ClickException(f"{path}: {cause}")
+
+
+def check_output_place(*paths: str | None) -> None:
+    """Refuse up front (before any long computation) an output path whose folder cannot exist:
+    its nearest existing ancestor is a file. Other OS errors surface when writing
+    (:func:`os_error`)."""
+    from pathlib import Path
+
+    for path in paths:
+        if path is None:
+            continue
+        ancestor = next((a for a in Path(path).parents if a.exists()), None)
+        if ancestor is not None and not ancestor.is_dir():
+            raise click.ClickException(f"{path}: cannot be created ({ancestor} is not a folder)")
 
 
 _DEVICE = click.Choice(DEVICES)
@@ -215,6 +253,7 @@ def evaluate_command(
     from feedbackseg.evaluate import EvalError, evaluate_checkpoint, write_json
     from turbsim.shards import ShardError
 
+    check_output_place(json_path, save_predictions)
     try:
         ctx = setup_distributed(device)
     except DeviceError as error:
@@ -239,13 +278,18 @@ def evaluate_command(
         raise click.ClickException(str(error)) from None
     except (CheckpointError, DataError, ShardError) as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise os_error(error) from None
     finally:
         ctx.close()
     if not ctx.is_main:
         return
     click.echo(evaluation.report(), nl=False)
     if json_path is not None:
-        write_json(json_path, evaluation.to_dict())
+        try:
+            write_json(json_path, evaluation.to_dict())
+        except OSError as error:
+            raise os_error(error) from None
         click.echo(f"wrote {json_path}")
     if save_predictions is not None:
         click.echo(f"wrote {evaluation.result.samples} predictions to {save_predictions}")
@@ -293,6 +337,7 @@ def predict_command(
     from feedbackseg.inference import EvalError
     from feedbackseg.predict import collect_images, predict_checkpoint
 
+    check_output_place(out)
     try:
         images = collect_images(inputs)  # bad paths fail before the model loads
         written = predict_checkpoint(checkpoint, images, out, height, iterations, device)
@@ -302,6 +347,8 @@ def predict_command(
         raise click.ClickException(str(error)) from None
     except CheckpointError as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise os_error(error) from None
     click.echo(f"{len(images)} image(s) -> {len(written)} files in {out}")
 
 
@@ -358,6 +405,7 @@ def compare(sources: tuple[str, ...], markdown: str | None, png: str | None) -> 
     from feedbackseg.inference import EvalError
     from feedbackseg.plots import PlotError, plot_per_class_iou, require_matplotlib
 
+    check_output_place(markdown, png)
     try:
         if png is not None:
             require_matplotlib()
@@ -375,6 +423,8 @@ def compare(sources: tuple[str, ...], markdown: str | None, png: str | None) -> 
             click.echo(f"wrote {png}")
     except (EvalError, PlotError, ImportError) as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise os_error(error) from None
 
 
 @main.command("plot", short_help="Draw a run's training curves (PNG).")
@@ -393,10 +443,13 @@ def plot(run: str, out: str) -> None:
     """
     from feedbackseg.plots import PlotError, plot_training_curves
 
+    check_output_place(out)
     try:
         plot_training_curves(run, out)
     except (PlotError, ImportError) as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise os_error(error) from None
     click.echo(f"wrote {out}")
 
 

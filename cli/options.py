@@ -16,6 +16,7 @@ import importlib.util
 import re
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -238,3 +239,22 @@ def require_torch() -> None:
         spec = None
     if spec is None:
         raise click.ClickException(TORCH_MISSING)
+
+
+def write_error(path: Path, error: OSError) -> click.ClickException:
+    """One line for an OS error while writing ``path`` (the path, the cause, the file at fault)."""
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
+    return click.ClickException(f"cannot write {path}: {error.strerror or error}{where}")
+
+
+def positive_floats(text: str, flag: str) -> list[float]:
+    """``"1e-13,1e-12"`` -> [1e-13, 1e-12]; click.BadParameter on ``flag`` otherwise."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+        if not values or any(not v > 0 for v in values):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(
+            f"expected positive numbers like 1e-13,1e-12, got {text!r}", param_hint=f"'{flag}'"
+        ) from None
+    return values

@@ -1,7 +1,7 @@
 """``turbsim``: the turbulence-distortion simulator on the command line.
 
 Each command parses its flags, builds the library's inputs, calls the library and prints the
-result; tables, statistics and reports live in turbsim (``turbsim.theory.describe``,
+result; tables, statistics and reports live in turbsim (``turbsim.quantities.describe``,
 ``turbsim.diagnostics``, ``turbsim.shards``). turbsim's physics (numba, scipy) is imported inside
 the commands; at import only the choice lists of ``turbsim.shards.schema`` are read, so
 ``turbsim --help`` stays fast.
@@ -25,8 +25,11 @@ from cli.options import (
     package_version,
     params_from_options,
     physics_options,
+    positive_floats,
+    write_error,
 )
 from turbsim.shards.schema import (
+    BLUR_MODES,
     BORDERS,
     COMPRESSIONS,
     FLOW_CHOICES,
@@ -42,24 +45,6 @@ GENERATE_FLAG_ERRORS: dict[str, str] = {
     "shards": "--shards",
     "resume": "--resume",
 }
-
-
-def _write_error(path: Path, error: OSError) -> click.ClickException:
-    where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
-    return click.ClickException(f"cannot write {path}: {error.strerror or error}{where}")
-
-
-def _positive_floats(text: str, flag: str) -> list[float]:
-    """``"1e-13,1e-12"`` -> [1e-13, 1e-12]; click.BadParameter on ``flag`` otherwise."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-        if not values or any(not v > 0 for v in values):
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(
-            f"expected positive numbers like 1e-13,1e-12, got {text!r}", param_hint=f"'{flag}'"
-        ) from None
-    return values
 
 
 @click.group(name="turbsim", cls=OneLineErrorGroup)
@@ -82,10 +67,16 @@ def params(as_json: bool, **physics: Any) -> None:
     Use it to pick a turbulence strength knowingly: sigma_r_px is the standard deviation of the
     displacement along one axis, f_theta_d_px and rho set how it is correlated in space.
     """
-    from turbsim.theory import describe, description_table
+    from turbsim.quantities import describe, description_table, mean_psf_note
 
     description = describe(params_from_options(**physics))
-    click.echo(json.dumps(description, indent=2) if as_json else description_table(description))
+    if as_json:
+        click.echo(json.dumps(description, indent=2))
+        return
+    click.echo(description_table(description))
+    note = mean_psf_note(description)
+    if note:
+        click.echo(note)
 
 
 @main.command(short_help="Sample one tilt field to .npy (and optionally a PNG picture).")
@@ -146,7 +137,7 @@ def field(
         with atomic_path(out) as temporary, open(temporary, "xb") as stream:
             np.save(stream, tilt)
     except OSError as error:
-        raise _write_error(out, error) from None
+        raise write_error(out, error) from None
     click.echo(
         f"wrote {out}: float32 {tuple(tilt.shape)}, seed {seed}, "
         f"sigma_r {sigma_r_px(turbulence):.4g} px, sample std {float(tilt.std()):.4g} px"
@@ -158,7 +149,7 @@ def field(
             png.parent.mkdir(parents=True, exist_ok=True)
             save_field_png(tilt, png)
         except OSError as error:
-            raise _write_error(png, error) from None
+            raise write_error(png, error) from None
         click.echo(f"wrote {png}")
 
 
@@ -224,6 +215,13 @@ def field(
     is_flag=False,
     flag_value="int16",
     help="Also store the displacement field: int16 at 1/64 px (the bare flag) or float16.",
+)
+@click.option(
+    "--blur",
+    type=click.Choice(BLUR_MODES),
+    default=None,
+    help="After the tilt, the mean short-exposure blur of the same atmosphere (SPEC 8); "
+    "default none (tilt only, as the BMVC data).",
 )
 @click.option(
     "--workers",
@@ -318,6 +316,8 @@ def generate(
         raise click.ClickException(str(error)) from None
     except (CityscapesError, RecipeError, ShardError) as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise write_error(out, error) from None
     rate = report.samples / report.seconds if report.seconds > 0 else 0.0
     click.echo(
         f"{out}: {report.rendered_shards} shard(s) rendered, {report.reused_shards} reused, "
@@ -354,6 +354,16 @@ def _run_with_progress(plan: Any, out: Path, quiet: bool, **options: Any) -> Any
         return run_generate(
             plan, out, progress=progress, log=lambda msg: click.echo(msg, err=True), **options
         )
+    except KeyboardInterrupt:  # Ctrl-C: the workers are gone already (turbsim.executors)
+        if bar is not None:
+            bar.close()
+            bar = None
+        click.echo(
+            f"\ninterrupted: the shards published in {out} are kept; "
+            "rerun with --resume to continue",
+            err=True,
+        )
+        raise click.Abort() from None
     finally:
         if bar is not None:
             bar.close()
@@ -399,7 +409,7 @@ def preview(
         if sweep_cn2:
             from turbsim.preview import cn2_sweep
 
-            values = _positive_floats(sweep_cn2, "--sweep-cn2")
+            values = positive_floats(sweep_cn2, "--sweep-cn2")
             written.append(cn2_sweep(shards_dir, out_dir / "cn2_sweep.png", values, split, name))
     except (ShardError, OSError) as error:
         raise click.ClickException(str(error)) from None
@@ -450,7 +460,7 @@ def sample_cityscapes(
     except CityscapesError as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
-        raise _write_error(out, error) from None
+        raise write_error(out, error) from None
     for split, count in counts.items():
         what = "images only, no public labels" if split == "test" else "images + gtFine labelIds"
         click.echo(f"wrote {count} {split} samples {height}x{width} ({what}) under {out}")
@@ -535,7 +545,7 @@ def plot_stats(
     """Empirical longitudinal and lateral tilt correlations of generated fields against the
     closed-form theory, and the variance against Cn2, as a PNG (needs the viz extra)."""
     turbulence = params_from_options(**physics)
-    values = _positive_floats(cn2_values, "--cn2-values")
+    values = positive_floats(cn2_values, "--cn2-values")
     from turbsim.viz import require_matplotlib
 
     try:
@@ -545,7 +555,12 @@ def plot_stats(
     import numpy as np
 
     from turbsim._files import write_json
-    from turbsim.diagnostics import correlation_curves, stats_record, variance_vs_cn2
+    from turbsim.diagnostics import (
+        blur_consistency,
+        correlation_curves,
+        stats_record,
+        variance_vs_cn2,
+    )
     from turbsim.viz import plot_stats as draw
 
     rng = np.random.default_rng(seed)
@@ -555,13 +570,20 @@ def plot_stats(
         out.parent.mkdir(parents=True, exist_ok=True)
         draw(curves, line, out)
     except OSError as error:
-        raise _write_error(out, error) from None
+        raise write_error(out, error) from None
     click.echo(f"wrote {out}")
     worst = curves.largest_deviation()
     click.echo(f"largest |measured - theory| of the correlation curves: {worst:.3f}")
+    consistency = blur_consistency(turbulence)
+    click.echo(consistency.table())
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(json_out, stats_record(curves, line), indent=2)
+        record = stats_record(curves, line)
+        record["blur_consistency"] = {
+            k: (v.tolist() if isinstance(v, np.ndarray) else v)
+            for k, v in vars(consistency).items()
+        }
+        write_json(json_out, record, indent=2)
         click.echo(f"wrote {json_out}")
 
 

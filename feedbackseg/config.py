@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -35,6 +36,7 @@ __all__ = [
     "CLASS_WEIGHTS",
     "DEVICES",
     "LOSSES",
+    "MAX_LEARNING_RATE",
     "MODES",
     "RECIPES",
     "RESUMABLE_KEYS",
@@ -52,9 +54,15 @@ LOSSES = ("cb-ifl", "ifl", "ce")
 CLASS_WEIGHTS = ("shards", "bmvc2020", "none")
 #: ``--device`` values; ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")
-#: Keys a resumed run may change: they move the step target or only affect logging/speed.
+#: Largest accepted ``lr_s`` / ``lr_r``. Adam's step is about the learning rate times the sign of
+#: the gradient, so a rate above 1 moves every weight by more than its usual size in one step:
+#: the next forward pass overflows (the rates of SPEC 4 are 5e-4 and 2e-4).
+MAX_LEARNING_RATE = 1.0
+#: Keys a resumed run may change: they move the step target, only affect logging/speed, or are
+#: where the run lives (``out``: a copied or moved run folder resumes).
 RESUMABLE_KEYS = frozenset(
     {
+        "out",
         "epochs",
         "max_steps",
         "workers",
@@ -146,7 +154,8 @@ class TrainConfig:
         augment: random crop (``crop``) and horizontal flip of the training samples.
         crop: (h, w) [px] of the random crop, with ``augment``.
         locking: h5py file locking (False on network filesystems); None = h5py's default.
-        lr_s, betas_s, eps_s, weight_decay_s: S's Adam.
+        lr_s, betas_s, eps_s, weight_decay_s: S's Adam (learning rates: finite, in
+            (0, :data:`MAX_LEARNING_RATE`]).
         lr_s_decay, lr_s_decay_epochs: S's StepLR (x decay every decay_epochs epochs).
         lr_r, betas_r, eps_r, weight_decay_r: R's Adam.
         lr_r_decay, lr_r_decay_epochs: R's StepLR.
@@ -225,6 +234,11 @@ def _positive(config: TrainConfig, key: str, allow_none: bool = False, minimum: 
         raise ConfigError(f"must be an integer >= {minimum}, got {value!r}", key)
 
 
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _validate(c: TrainConfig) -> None:
     if c.mode not in MODES:
         raise ConfigError(f"unknown mode {c.mode!r} (expected one of {', '.join(MODES)})", "mode")
@@ -266,14 +280,18 @@ def _validate(c: TrainConfig) -> None:
         nullable = key in ("amp", "channels_last", "locking")
         if not (isinstance(value, bool) or (value is None and nullable)):
             raise ConfigError(f"must be true or false, got {value!r}", key)
-    for key in ("lr_s", "lr_r", "alpha"):
+    for key in ("lr_s", "lr_r"):
         value = getattr(c, key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-            raise ConfigError(f"must be a number > 0, got {value!r}", key)
+        if not _finite(value) or not 0 < value <= MAX_LEARNING_RATE:
+            raise ConfigError(
+                f"must be a finite number in (0, {MAX_LEARNING_RATE:g}], got {value!r}", key
+            )
+    if not _finite(c.alpha) or not c.alpha > 0:
+        raise ConfigError(f"must be a finite number > 0, got {c.alpha!r}", "alpha")
     for key in ("eps_s", "eps_r", "weight_decay_s", "weight_decay_r", "gamma_step"):
         value = getattr(c, key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"must be a number >= 0, got {value!r}", key)
+        if not _finite(value) or value < 0:
+            raise ConfigError(f"must be a finite number >= 0, got {value!r}", key)
     for key in ("lr_s_decay", "lr_r_decay"):
         value = getattr(c, key)
         if not isinstance(value, (int, float)) or not 0 < value <= 1:

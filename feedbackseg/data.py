@@ -27,7 +27,37 @@ from turbsim.shards.schema import IGNORE_LABEL
 
 
 class DataError(ValueError):
-    """Shards cannot be used (missing folder, manifest or split); one-line message."""
+    """Shards cannot be used (missing folder, manifest or split, a corrupt or missing shard);
+    one-line message naming the folder or the shard.
+
+    It pickles (one message argument), so a DataLoader worker can raise it. The DataLoader
+    re-raises a worker's exception as ``DataError("Caught DataError in DataLoader worker ...
+    Original Traceback ...")``; such a message is cut back to the worker's one line here.
+    """
+
+    def __init__(self, message: str = "") -> None:
+        message = str(message)
+        if message.startswith("Caught ") and "Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.partition("DataError: ")[2] or last
+        super().__init__(message)
+
+
+def _verify_hint(root: Path) -> str:
+    return f"run `turbsim verify {root}`"
+
+
+def _read_error(path: Path, root: Path, error: BaseException) -> DataError:
+    """The one-line DataError of a shard that cannot be read (``error``: what the reader raised)."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    first = first.removeprefix(f"{path}: ")
+    return DataError(f"{path}: cannot read the shard ({first}); {_verify_hint(root)}")
+
+
+#: What reading a damaged shard raises (h5py: OSError "filter returned failure", KeyError,
+#: ValueError; the reader: ShardError; a shard shorter than its manifest entry: IndexError).
+_READ_ERRORS = (shards.ShardError, OSError, KeyError, ValueError, IndexError, RuntimeError)
 
 
 def _manifest(root: Path) -> dict[str, Any]:
@@ -44,12 +74,17 @@ def _manifest(root: Path) -> dict[str, Any]:
         raise DataError(str(error)) from None
 
 
+def split_names(root: str | Path) -> list[str]:
+    """The splits that the manifest of the shard folder ``root`` lists, sorted."""
+    return sorted({s["split"] for s in _manifest(Path(root))["shards"]})
+
+
 def split_shards(root: str | Path, split: str) -> list[dict[str, Any]]:
     """The manifest entries (file, samples, ...) of ``split``, in manifest order."""
     root = Path(root)
     entries = [s for s in _manifest(root)["shards"] if s["split"] == split]
     if not entries:
-        known = sorted({s["split"] for s in _manifest(root)["shards"]})
+        known = split_names(root)
         raise DataError(f"{root}: no split {split!r} (the shards hold: {', '.join(known)})")
     return entries
 
@@ -113,6 +148,7 @@ class ShardDataset(Dataset):
         for entry in self.entries:
             self._offsets.append(self._offsets[-1] + int(entry["samples"]))
         self._readers: dict[int, shards.ShardReader] = {}
+        self._check_counts()
         stored = self._stored_shape()
         self.stored_size = stored
         self.image_size = resized_shape(stored, height)
@@ -123,20 +159,49 @@ class ShardDataset(Dataset):
             if self.crop[0] > self.image_size[0] or self.crop[1] > self.image_size[1]:
                 raise ValueError(f"crop {self.crop} is larger than the images {self.image_size}")
 
+    def _check_counts(self) -> None:
+        """Open every shard once and compare its ``samples`` attribute (its length for files
+        without one) with the manifest entry, so that a missing, truncated or foreign shard
+        stops the run here rather than mid-epoch.
+
+        Raises:
+            DataError: one line naming the shard and ``turbsim verify``.
+        """
+        for number, entry in enumerate(self.entries):
+            path = self.root / entry["file"]
+            reader = self._reader(number)
+            try:
+                stored = reader.attrs.get("samples")
+                count = int(stored) if stored is not None else len(reader)
+            except _READ_ERRORS as error:
+                raise _read_error(path, self.root, error) from None
+            finally:
+                reader.close()
+            if count != int(entry["samples"]):
+                raise DataError(
+                    f"{path}: holds {count} samples, the manifest lists {entry['samples']}; "
+                    f"{_verify_hint(self.root)}"
+                )
+
     def _stored_shape(self) -> tuple[int, int]:
         manifest = _manifest(self.root)
         size = manifest.get("stored_sizes", {}).get(self.split)
         if size:
             return int(size[0]), int(size[1])
-        attrs = self._reader(0).attrs
-        return int(attrs["height"]), int(attrs["width"])
+        try:
+            attrs = self._reader(0).attrs
+            return int(attrs["height"]), int(attrs["width"])
+        except _READ_ERRORS as error:
+            raise _read_error(self.root / self.entries[0]["file"], self.root, error) from None
 
     def _reader(self, shard: int) -> shards.ShardReader:
         reader = self._readers.get(shard)
         if reader is None:
             path = self.root / self.entries[shard]["file"]
             if not path.is_file():
-                raise DataError(f"{path}: shard listed in the manifest is missing")
+                raise DataError(
+                    f"{path}: shard listed in the manifest is missing; {_verify_hint(self.root)}"
+                )
             reader = shards.ShardReader(path, locking=self.locking)
             self._readers[shard] = reader
         return reader
@@ -183,7 +248,11 @@ class ShardDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         shard, local = self.locate(int(index))
-        item = self._reader(shard)[local]
+        reader = self._reader(shard)
+        try:
+            item = reader[local]
+        except _READ_ERRORS as error:
+            raise _read_error(reader.path, self.root, error) from None
         distorted, clean, label = self._resize(item)
         if self.augment:
             distorted, clean, label = self._augment([distorted, clean, label], int(index))
@@ -232,17 +301,28 @@ def pixel_counts(
         split: e.g. ``"train"``.
         num_classes: 19 or 20 (the original layout).
         locking: h5py file locking (False on network filesystems that reject locks).
+
+    Raises:
+        DataError: a missing or unreadable shard (one line naming it and ``turbsim verify``).
     """
     root = Path(root)
     counts = np.zeros(num_classes, np.int64)
     for entry in split_shards(root, split):
-        with shards.ShardReader(root / entry["file"], locking=locking) as reader:
-            for label in _label_maps(reader):
-                label = label.ravel()
-                if num_classes == 20:
-                    label = np.where(label == IGNORE_LABEL, 19, label)
-                valid = label[label < num_classes]
-                counts += np.bincount(valid, minlength=num_classes)[:num_classes]
+        path = root / entry["file"]
+        if not path.is_file():
+            raise DataError(
+                f"{path}: shard listed in the manifest is missing; {_verify_hint(root)}"
+            )
+        try:
+            with shards.ShardReader(path, locking=locking) as reader:
+                for label in _label_maps(reader):
+                    label = label.ravel()
+                    if num_classes == 20:
+                        label = np.where(label == IGNORE_LABEL, 19, label)
+                    valid = label[label < num_classes]
+                    counts += np.bincount(valid, minlength=num_classes)[:num_classes]
+        except _READ_ERRORS as error:
+            raise _read_error(path, root, error) from None
     return torch.from_numpy(counts)
 
 

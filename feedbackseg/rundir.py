@@ -39,8 +39,11 @@ __all__ = [
     "MetricsError",
     "TrainError",
     "append_metrics",
+    "check_run_dir",
     "clean_temporaries",
+    "discard_unstarted_run",
     "prepare_run_dir",
+    "setup_run_dir",
     "read_metrics",
     "truncate_metrics",
 ]
@@ -124,10 +127,21 @@ def _json_default(value: Any) -> Any:
 
 
 def append_metrics(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append ``record`` as one JSON line to ``RUN/metrics.jsonl`` (flushed; NaN refused)."""
-    with open(Path(run_dir) / METRICS_NAME, "a") as handle:
-        handle.write(json.dumps(record, allow_nan=False, default=_json_default) + "\n")
-        handle.flush()
+    """Append ``record`` as one JSON line to ``RUN/metrics.jsonl`` (flushed; NaN refused).
+
+    Raises:
+        OSError: the file cannot be written (disk full, ...), with ``filename`` the log's path.
+    """
+    path = Path(run_dir) / METRICS_NAME
+    line = json.dumps(record, allow_nan=False, default=_json_default) + "\n"
+    try:
+        with open(path, "a") as handle:
+            handle.write(line)
+            handle.flush()
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
 
 
 def truncate_metrics(run_dir: str | os.PathLike, step: int) -> None:
@@ -160,8 +174,11 @@ def clean_temporaries(run_dir: str | os.PathLike) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
-    """Check that RUN can be resumed with ``config``; its last.pt (None if there is none)."""
+def _resume_checkpoint(config: TrainConfig) -> dict[str, Any]:
+    """Check that RUN can be resumed with ``config``; its last.pt.
+
+    ``out`` may differ from the saved config (a copied or moved run folder resumes).
+    """
     from feedbackseg.checkpoints import CheckpointError, load_checkpoint
     from feedbackseg.config import config_diff
 
@@ -180,7 +197,10 @@ def _resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
             "use the original flags or start a new RUN"
         )
     if not (run / LAST_NAME).is_file():
-        return None
+        raise TrainError(
+            f"{run}: no {LAST_NAME} to resume from (the run stopped before its first "
+            "checkpoint); start it again with --overwrite"
+        )
     checkpoint = load_checkpoint(run / LAST_NAME)
     if checkpoint.get("mode") != config.mode:
         raise CheckpointError(
@@ -189,29 +209,45 @@ def _resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
     return checkpoint
 
 
-def prepare_run_dir(config: TrainConfig, ctx: DistributedContext) -> dict[str, Any] | None:
-    """Check RUN against resume/overwrite, set it up; the checkpoint to resume from (or None).
+def check_run_dir(config: TrainConfig, ctx: DistributedContext) -> dict[str, Any] | None:
+    """Check RUN against resume/overwrite (read-only); the checkpoint to resume from (or None).
 
-    Every rank checks (read-only), rank 0 alone writes; all ranks see the same folder. A fresh
-    run removes the files of an earlier one (with ``overwrite``); every run drops the metrics
-    logged after its checkpoint and writes ``config.json``.
+    Every rank checks; nothing is written, so a start that fails later leaves RUN as it was.
 
     Raises:
-        TrainError: RUN is a file, holds a run without resume/overwrite, or resume finds no run
-            or a different config.
+        TrainError: RUN is a file, holds a run without resume/overwrite, or resume finds no run,
+            no last.pt or a different config.
         CheckpointError: an unreadable last.pt or one of another mode.
     """
     run = Path(config.out)
     if run.exists() and not run.is_dir():
         raise TrainError(f"{run}: exists and is not a folder")
-    checkpoint = None
+    ancestor = next((p for p in run.parents if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        raise TrainError(f"{run}: cannot be created ({ancestor} is not a folder)")
     if config.resume:
-        checkpoint = _resume_checkpoint(config)
-    elif (run / CONFIG_NAME).is_file() and not config.overwrite:
+        return _resume_checkpoint(config)
+    if (run / CONFIG_NAME).is_file() and not config.overwrite:
         raise TrainError(
             f"{run}: holds a run already ({CONFIG_NAME}); pass --resume to continue it or "
             "--overwrite to replace it"
         )
+    return None
+
+
+def setup_run_dir(
+    config: TrainConfig, ctx: DistributedContext, checkpoint: dict[str, Any] | None
+) -> None:
+    """Set RUN up after :func:`check_run_dir` and the other start-up checks passed.
+
+    Rank 0 alone writes; all ranks see the same folder. A fresh run removes the files of an
+    earlier one (with ``overwrite``); every run drops the metrics logged after its checkpoint
+    and writes ``config.json``.
+
+    Raises:
+        OSError: RUN cannot be created or written (the error names the path).
+    """
+    run = Path(config.out)
     # every rank has looked at the folder before rank 0 changes it (same answer everywhere)
     ctx.barrier()
     if ctx.is_main:
@@ -224,4 +260,29 @@ def prepare_run_dir(config: TrainConfig, ctx: DistributedContext) -> dict[str, A
         truncate_metrics(run, int(checkpoint["step"]) if checkpoint else 0)
         _files.write_text(run / CONFIG_NAME, config.to_json() + "\n")
     ctx.barrier()
+
+
+def discard_unstarted_run(run_dir: str | os.PathLike) -> None:
+    """Remove what a fresh run wrote before it failed without any checkpoint (config.json,
+    metrics.jsonl, tensorboard/), so that a plain rerun is not refused. Best effort; a run
+    with a last.pt or a best.pt is left alone."""
+    run = Path(run_dir)
+    if (run / LAST_NAME).exists() or (run / BEST_NAME).exists():
+        return
+    for name in (CONFIG_NAME, METRICS_NAME):
+        try:
+            (run / name).unlink(missing_ok=True)
+        except OSError:
+            pass
+    shutil.rmtree(run / TENSORBOARD_DIR, ignore_errors=True)
+
+
+def prepare_run_dir(config: TrainConfig, ctx: DistributedContext) -> dict[str, Any] | None:
+    """:func:`check_run_dir` then :func:`setup_run_dir`; the checkpoint to resume from (or None).
+
+    Raises:
+        TrainError, CheckpointError: see :func:`check_run_dir`.
+    """
+    checkpoint = check_run_dir(config, ctx)
+    setup_run_dir(config, ctx, checkpoint)
     return checkpoint

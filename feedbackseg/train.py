@@ -12,6 +12,12 @@ at the end of every epoch. The state carried from step to step is a
 optimisers, schedulers, the GradScaler, the RNG states and the position inside the epoch, so
 that on the CPU with ``workers=0`` it ends with the same weights as an uninterrupted run.
 
+Start-up checks (:mod:`feedbackseg.preflight`: the validation split, the memory of a batch; the
+shards' sample counts; :func:`feedbackseg.rundir.check_run_dir`; the class weights and the
+checkpoint to resume from) all run before RUN is written; a fresh run that fails before its first
+checkpoint removes its ``config.json`` again. Every training step checks the flow and the losses
+before each backward pass (:class:`feedbackseg.models.NonFiniteError`).
+
 Validation runs :func:`feedbackseg.evaluate.evaluate` on the bare model. Under ``torchrun`` R and
 S are wrapped in DistributedDataParallel separately (each has its own optimiser); rank 0 alone
 writes files; validation splits the samples as ``indices[rank::world]`` and sums the confusion
@@ -23,8 +29,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from feedbackseg.config import TrainConfig
-from feedbackseg.data import DataError, ShardDataset, split_shards, steps_per_epoch
+from feedbackseg.data import ShardDataset, steps_per_epoch
 from feedbackseg.distributed import (
     DistributedContext,
     EpochIndexedDataset,
@@ -44,8 +48,10 @@ from feedbackseg.distributed import (
     setup_distributed,
 )
 from feedbackseg.losses import focal_loss, iteration_gammas
-from feedbackseg.models import TRAIN_STEPS
+from feedbackseg.models import TRAIN_STEPS, NonFiniteError
 from feedbackseg.precision import cuda_float32_precision
+from feedbackseg.preflight import check_batch_memory, check_val_split
+from feedbackseg.progress import Progress as _Progress
 from feedbackseg.rundir import (
     BEST_NAME,
     CONFIG_NAME,
@@ -54,7 +60,9 @@ from feedbackseg.rundir import (
     TENSORBOARD_DIR,
     TrainError,
     append_metrics,
-    prepare_run_dir,
+    check_run_dir,
+    discard_unstarted_run,
+    setup_run_dir,
 )
 from feedbackseg.train_state import (
     TrainState,
@@ -83,8 +91,6 @@ __all__ = [
 
 #: The CB-iFL weights a fresh run starts from (the name tests and benchmarks know).
 _class_weights = initial_class_weights
-#: Keys of the train records drawn in TensorBoard.
-_SCALARS = ("loss_seg", "loss_l1", "lr_s", "samples_per_s")
 
 
 @dataclass
@@ -173,7 +179,12 @@ def _loader_kwargs(config: TrainConfig, device: torch.device) -> dict[str, Any]:
     return kwargs
 
 
-def _datasets(config: TrainConfig) -> tuple[ShardDataset, ShardDataset | None]:
+def _datasets(
+    config: TrainConfig, say: Callable[[str], None]
+) -> tuple[ShardDataset, ShardDataset | None]:
+    """The training and validation sets (the latter None without validation); checks the
+    validation split and the memory of a batch first (nothing is written before)."""
+    validate_split = check_val_split(config)
     train_set = ShardDataset(
         config.shards,
         config.train_split,
@@ -184,12 +195,11 @@ def _datasets(config: TrainConfig) -> tuple[ShardDataset, ShardDataset | None]:
         locking=config.locking,
         num_classes=config.num_classes,
     )
+    check_batch_memory(config, train_set.image_size)
     val_set = None
-    if config.val_split is not None:
-        try:
-            split_shards(config.shards, config.val_split)
-        except DataError:
-            return train_set, None  # the shards have no such split: no validation
+    if config.val_split is not None and not validate_split:
+        say(f"note: {config.shards} has no split 'val': no validation, no {BEST_NAME}")
+    if validate_split:
         val_set = ShardDataset(
             config.shards,
             config.val_split,
@@ -233,73 +243,6 @@ def _data(
     spe = steps_per_epoch(len(train_set), config.batch_size, ctx.world_size)
     total = config.max_steps if config.max_steps is not None else config.epochs * spe
     return _Data(train_set, val_set, sampler, loader, spe, total)
-
-
-# ------------------------------------------------------------------------------ reporting
-class _Progress:
-    """Messages (rank 0), the metrics log, TensorBoard and the running loss window."""
-
-    def __init__(self, config: TrainConfig, ctx: DistributedContext, log: Any) -> None:
-        self.run = Path(config.out)
-        self.is_main = ctx.is_main
-        self.world_size = ctx.world_size
-        self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-        self.writer: Any = None
-        self.reset()
-
-    def open_tensorboard(self) -> None:
-        """A SummaryWriter on rank 0 if torch.utils.tensorboard imports, else none (silently)."""
-        if not self.is_main:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # noqa: BLE001 - tensorboard is optional; any import failure skips it
-            return
-        self.writer = SummaryWriter(str(self.run / TENSORBOARD_DIR))
-
-    def say(self, message: str) -> None:
-        if self.is_main:
-            self.log(message)
-
-    def reset(self) -> None:
-        self.sums = {"loss_seg": 0.0, "loss_l1": 0.0}
-        self.n = 0
-        self.start, self.samples = time.perf_counter(), 0
-
-    def add(self, result: dict[str, float], batch: int) -> None:
-        self.sums["loss_seg"] += result["loss_seg"]
-        self.sums["loss_l1"] += result["loss_l1"]
-        self.n += 1
-        self.samples += batch * self.world_size
-
-    def log_train(self, step: int, epoch: int, total: int, lrs: tuple[float, Any]) -> None:
-        """Write the window's train record (rank 0) and start a new window."""
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        record = {
-            "kind": "train",
-            "step": step,
-            "epoch": epoch,
-            "loss_seg": self.sums["loss_seg"] / self.n,
-            "loss_l1": self.sums["loss_l1"] / self.n,
-            "lr_s": lrs[0],
-            "lr_r": lrs[1],
-            "samples_per_s": self.samples / elapsed,
-        }
-        if self.is_main:
-            append_metrics(self.run, record)
-            if self.writer is not None:
-                for key in _SCALARS:
-                    self.writer.add_scalar(f"train/{key}", record[key], step)
-            self.say(
-                f"step {step}/{total} epoch {epoch} loss_seg {record['loss_seg']:.4f} "
-                f"loss_l1 {record['loss_l1']:.4f} lr_s {record['lr_s']:.3g} "
-                f"{record['samples_per_s']:.1f} samples/s"
-            )
-        self.reset()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 # ----------------------------------------------------------------------------- validation
@@ -426,29 +369,37 @@ def _take_step(
     kwargs: dict[str, Any] = {"autocast_dtype": state.autocast_dtype, "scaler": state.scaler}
     if config.mode == "feedback":
         kwargs["iterations"] = config.iterations
-    result = TRAIN_STEPS[config.mode](
-        state.step_model,
-        x,
-        None if config.mode == "erfnet" else clean,
-        label,
-        state.opt_r,
-        state.opt_s,
-        seg_loss,
-        **kwargs,
-    )
+    try:
+        result = TRAIN_STEPS[config.mode](
+            state.step_model,
+            x,
+            None if config.mode == "erfnet" else clean,
+            label,
+            state.opt_r,
+            state.opt_s,
+            seg_loss,
+            **kwargs,
+        )
+    except NonFiniteError as error:  # met before a backward pass (this rank stops here)
+        raise TrainError(
+            f"step {state.step + 1}: {error}; training stopped, {_kept(state)}"
+        ) from None
     state.step += 1
     finite = all(math.isfinite(v) for v in result.values())
     if not state.ctx.all_true(finite):
-        kept = (
-            f"{state.run / LAST_NAME} keeps step {state.last_saved_step}"
-            if state.last_saved_step
-            else "no checkpoint was written yet"
-        )
         values = ", ".join(f"{k}={v:.4g}" for k, v in result.items())
         raise TrainError(
-            f"step {state.step}: the loss is not finite ({values}); training stopped, {kept}"
+            f"step {state.step}: the loss is not finite ({values}); training stopped, "
+            f"{_kept(state)}"
         )
     return result, int(x.shape[0])
+
+
+def _kept(state: TrainState) -> str:
+    """What a stopped run keeps: ``RUN/last.pt keeps step N`` or that none was written."""
+    if state.last_saved_step:
+        return f"{state.run / LAST_NAME} keeps step {state.last_saved_step}"
+    return "no checkpoint was written yet"
 
 
 def train_one_epoch(
@@ -504,11 +455,31 @@ def train_one_epoch(
 def _fit(config: TrainConfig, ctx: DistributedContext, log: Any) -> TrainResult:
     """Train as ``config`` says in the process group of ``ctx``; see :func:`fit`."""
     progress = _Progress(config, ctx, log)
-    train_set, val_set = _datasets(config)  # DataError before anything is written
-    checkpoint = prepare_run_dir(config, ctx)
+    # start-up checks: nothing is written before they pass (a refused start leaves RUN as is)
+    train_set, val_set = _datasets(config, progress.say)
+    checkpoint = check_run_dir(config, ctx)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes
     state = build_state(config, ctx, train_set.image_size, checkpoint, progress.say)
+    setup_run_dir(config, ctx, checkpoint)
+    try:
+        return _run(config, ctx, state, checkpoint, progress, train_set, val_set)
+    except Exception:
+        if checkpoint is None and state.last_saved_step is None and ctx.is_main:
+            discard_unstarted_run(state.run)  # a plain rerun is not refused
+        raise
+
+
+def _run(
+    config: TrainConfig,
+    ctx: DistributedContext,
+    state: TrainState,
+    checkpoint: dict[str, Any] | None,
+    progress: _Progress,
+    train_set: ShardDataset,
+    val_set: ShardDataset | None,
+) -> TrainResult:
+    """The training loop of :func:`_fit`, once the run folder is set up."""
     data = _data(config, ctx, train_set, val_set)
     if checkpoint is not None:
         progress.say(
@@ -550,10 +521,14 @@ def fit(
         What the run reached (on every rank).
 
     Raises:
-        TrainError: RUN exists without --resume/--overwrite, --resume with a different config,
-            labels out of range, a non-finite loss (the last good checkpoint is kept), CUDA
-            asked for but not available.
-        DataError: missing or foreign shard folder, missing split.
+        TrainError: RUN exists without --resume/--overwrite, --resume with a different config
+            or without last.pt, labels out of range, a non-finite flow or loss (the last good
+            checkpoint is kept), CUDA asked for but not available.
+        ConfigError: a validation split the shards do not have (key ``val_split``); samples
+            too large for this machine's memory (key ``height``).
+        DataError: missing or foreign shard folder, missing split, a missing, corrupt or
+            truncated shard (one line naming it).
+        OSError: RUN or a file in it cannot be written (``filename`` names it).
         CheckpointError: an unreadable last.pt or one of another mode; a bad
             --pretrained-encoder file.
     """

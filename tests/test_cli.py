@@ -17,8 +17,8 @@ import turbsim
 from cli import options
 from cli.fbseg_cmd import main as fbseg
 from cli.turbsim_cmd import main as turbsim_cli
+from turbsim.quantities import describe
 from turbsim.shards import schema
-from turbsim.theory import describe
 from turbsim.viz import field_to_rgb
 
 TURBSIM_NOT_IMPLEMENTED: list[str] = []
@@ -61,6 +61,7 @@ def test_choice_lists_come_from_the_library() -> None:
         "border": schema.BORDERS,
         "compression": schema.COMPRESSIONS,
         "store_flow": schema.FLOW_CHOICES,
+        "blur": schema.BLUR_MODES,
     }
     field = turbsim_cli.commands["field"]
     normalize = next(p for p in field.params if p.name == "normalize")
@@ -165,6 +166,8 @@ derived:
   sigma_r_px                5.59688  px      std of the displacement, one axis
   r0_m                   0.00169738  m       Fried parameter r0
   d_over_r0                 31.5613  1       D / r0
+  theta0_px               0.0623041  px      f theta0: isoplanatic angle in pixels
+  blur_fwhm_px              18.3383  px      FWHM of the mean short-exposure PSF (with diffraction)
 """
 
 
@@ -179,7 +182,10 @@ def test_params_json_is_unchanged() -> None:
     assert result.exit_code == 0, result.output
     assert result.output.startswith('{\n  "cn2": 1e-12,\n  "path_length_m": 2000.0,\n')
     assert '\n  "sigma_r_px": 5.596878766177494,\n' in result.output
-    assert result.output.endswith('\n  "d_over_r0": 31.561295454440597\n}\n')
+    assert '\n  "d_over_r0": 31.561295454440597,\n' in result.output
+    data = json.loads(result.output)
+    assert list(data)[-2:] == ["theta0_px", "blur_fwhm_px"]  # issue 13: after d_over_r0
+    assert data["theta0_px"] == pytest.approx(0.0623, abs=1e-4)
 
 
 def test_physics_error_maps_its_key_to_the_flag_without_reading_the_message() -> None:

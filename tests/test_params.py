@@ -14,7 +14,8 @@ import pytest
 from turbsim import TurbulenceParams
 from turbsim import params as params_module
 from turbsim.params import ParamsError
-from turbsim.theory import describe, r0_m, sigma_r_px
+from turbsim.quantities import describe
+from turbsim.theory import r0_m, sigma_r_px
 
 FIELDS = ["cn2", "path_length_m", "aperture_m", "wavelength_m", "focal_length_px", "height_m"]
 
@@ -113,9 +114,9 @@ def test_importing_and_using_params_loads_no_theory_or_scipy() -> None:
 
 
 def test_summary_is_the_theory_description(reference_params) -> None:
-    """params.summary() (a public name) is theory.describe(params), reached without a cycle."""
-    from turbsim import theory
-
+    """params.summary() (a public name) is quantities.describe(params), reached without a
+    cycle; it carries r0, theta0 and the blur's FWHM (issue 13's contract)."""
     summary = reference_params.summary()
-    assert summary == theory.describe(reference_params)
+    assert summary == describe(reference_params)
+    assert {"r0_m", "d_over_r0", "theta0_px", "blur_fwhm_px"} <= set(summary)
     assert summary["sigma_r_px"] == pytest.approx(5.597, abs=1e-3)

@@ -12,12 +12,10 @@ from reference_matlab import aa_correlation_literal, aa_variance_coefficient_lit
 import turbsim
 from turbsim import TurbulenceParams, correlation_table, table_cache, theory, tilt_correlation
 from turbsim.params import shape_value
+from turbsim.quantities import QUANTITIES, describe, description_table
 from turbsim.theory import (
     C0,
-    QUANTITIES,
     compute_correlation_table,
-    describe,
-    description_table,
     sigma_a_rad,
     sigma_r_px,
     variance_coefficient,
@@ -310,7 +308,7 @@ def test_describe_keys_order_units_and_values(reference_params: TurbulenceParams
 
 def test_description_table_layout(reference_params: TurbulenceParams) -> None:
     lines = description_table(describe(reference_params)).splitlines()
-    assert lines[0] == "inputs:" and lines[8] == "derived:" and len(lines) == 19
+    assert lines[0] == "inputs:" and lines[8] == "derived:" and len(lines) == 21
     row = next(line for line in lines if line.split()[0] == "sigma_r_px")
     assert row.split()[1:3] == ["5.59688", "px"]
     assert row.endswith("std of the displacement, one axis")

@@ -115,7 +115,7 @@ def test_config_resolution_order(tmp_path: Path) -> None:
         ({"height": 36}, "^height: 36 is not a multiple of 16"),
         ({"batch_size": 0}, "^batch_size: must be an integer >= 1, got 0$"),
         ({"mode": "unet"}, "^mode: unknown mode 'unet'"),
-        ({"lr_s": -1.0}, "^lr_s: must be a number > 0"),
+        ({"lr_s": -1.0}, "^lr_s: must be a finite number in (0, 1\\]"),
         ({"resume": True, "overwrite": True}, "^resume and overwrite exclude each other$"),
     ],
 )

@@ -134,3 +134,26 @@ def write_npz(path: str | os.PathLike[str], fsync: bool = True, **arrays: Any) -
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_bytes(path, buffer.getvalue(), fsync=fsync)
+
+
+def temporary_is_live(path: str | os.PathLike[str]) -> bool:
+    """Whether a temporary's writer may still be running: its name carries the process id of
+    another live process on this host (checked with ``os.kill(pid, 0)``).
+
+    A temporary of this very process, of a process that is gone, or whose name carries no
+    process id is not live: a cleaner may delete it. Processes on another host sharing a
+    network folder cannot be seen from here: their temporaries count as live only if a process
+    of the same id happens to run here.
+    """
+    pid = temporary_owner(path)
+    if pid is None or pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the process exists but belongs to another user
+        return True
+    except OSError:
+        return False
+    return True

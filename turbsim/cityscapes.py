@@ -24,6 +24,7 @@ once, here, and nothing else in turbsim sees BGR.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import warnings
@@ -241,7 +242,16 @@ def _short(path: Path) -> str:
     return "/".join(path.parts[-4:])
 
 
-def discover(root: Path | str, splits: Sequence[str]) -> dict[str, list[CityscapesSample]]:
+def _list_folder(folder: Path) -> list[Path]:
+    """The entries of ``folder``, sorted; OSError (e.g. PermissionError) when it is unreadable."""
+    return sorted(folder / name for name in os.listdir(folder))
+
+
+def discover(
+    root: Path | str,
+    splits: Sequence[str],
+    unreadable: list[SkippedFile] | None = None,
+) -> dict[str, list[CityscapesSample]]:
     """Find the images of the given splits and pair each with its label file.
 
     Only names ending in ``_leftImg8bit.png`` inside ``leftImg8bit/{split}/{city}/`` count as
@@ -258,14 +268,17 @@ def discover(root: Path | str, splits: Sequence[str]) -> dict[str, list[Cityscap
     Args:
         root: the folder holding ``leftImg8bit/`` and ``gtFine/`` (often ``$CITYSCAPES_DATASET``).
         splits: split names, e.g. ("train", "val").
+        unreadable: None: an unreadable city folder is an error. A list: each unreadable city
+            folder is appended to it as a :class:`SkippedFile` and left out (``--skip-bad``).
 
     Returns:
         split -> its samples, sorted by stem.
 
     Raises:
         CityscapesError: one line naming the folder or file, when root, ``leftImg8bit/{split}``
-            or (for a labelled split) ``gtFine/{split}`` is missing, a split has no images, or an
-            image name does not follow the pattern.
+            or (for a labelled split) ``gtFine/{split}`` is missing or unreadable, a split has
+            no images, an image name does not follow the pattern, or (``unreadable`` None) a city
+            folder cannot be listed.
     """
     root = Path(root)
     if not root.is_dir():
@@ -282,9 +295,24 @@ def discover(root: Path | str, splits: Sequence[str]) -> dict[str, list[Cityscap
         if labelled and not label_dir.is_dir():
             raise _error(label_dir, f"label folder of split {split!r} missing")
         samples = []
-        for city_dir in sorted(p for p in image_dir.iterdir() if p.is_dir()):
+        try:
+            city_dirs = [p for p in _list_folder(image_dir) if p.is_dir()]
+        except OSError as error:
+            raise _error(image_dir, f"unreadable folder ({error.strerror or error})") from None
+        for city_dir in city_dirs:
             city = city_dir.name
-            for image_path in sorted(city_dir.glob(f"*{IMAGE_SUFFIX}")):
+            try:
+                entries = _list_folder(city_dir)
+                if labelled and (label_dir / city).is_dir():
+                    _list_folder(label_dir / city)
+            except OSError as error:
+                folder = error.filename or city_dir
+                reason = f"unreadable folder ({error.strerror or error}); its samples are missing"
+                if unreadable is None:
+                    raise _error(folder, reason) from None
+                unreadable.append(SkippedFile(str(folder), reason))
+                continue
+            for image_path in (p for p in entries if p.name.endswith(IMAGE_SUFFIX)):
                 stem = image_path.name[: -len(IMAGE_SUFFIX)]
                 match = STEM_PATTERN.fullmatch(stem)
                 if match is None or match["city"] != city:

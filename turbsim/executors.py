@@ -2,14 +2,25 @@
 
 Each executor calls :func:`turbsim.render.run_shard` once per task and hands every returned
 sidecar record to ``on_shard``; progress (samples written) goes to ``on_image``. All state is
-passed explicitly: the thread count and the progress channel travel with each task, so a
-module holds no mutable global and any number of runs can share a process.
+passed explicitly: the thread count travels with each task, a pool worker reports through its
+own pipe, so a module holds no mutable global and any number of runs can share a process.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
-from collections.abc import Callable, Sequence
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -71,43 +82,247 @@ def _run_pool(
     on_image: Callable[[int], None],
     on_shard: ShardCallback,
 ) -> None:
-    """The process pool of :func:`run_local`; progress comes back through a managed queue."""
+    """The process pool of :func:`run_local`: one pipe per worker, tasks handed out one by one.
+
+    Interrupts: workers ignore SIGINT (a terminal's Ctrl-C goes to the whole process group),
+    so only this process raises KeyboardInterrupt; on it, or on any error, every worker is
+    terminated (killed after a grace period) before the exception propagates. A worker's
+    shard is either published whole (atomic rename) or left as a temporary that the next run
+    removes, so an interrupted folder is resumable. Workers also die with this process (see
+    :func:`_exit_with_parent`), so no interrupt or kill leaves them running.
+
+    Raises:
+        GenerateError: a worker process stopped without reporting (killed, crashed).
+    """
     import multiprocessing as mp
-    import queue as queue_mod
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        progress = manager.Queue()  # a proxy: picklable, so it travels with each task
+    todo = deque(tasks)
+    pool: list[_Worker] = []
+    try:
+        # SIGINT stays blocked in the spawned interpreters until they ignore it themselves, so
+        # a Ctrl-C while they start (imports take ~1 s) prints no traceback there
+        with _sigint_blocked_in_this_thread():
+            for _ in range(min(workers, len(todo))):
+                _start_worker(pool, ctx, recipe, out, skip_bad, threads)
+        for worker in pool:
+            _hand_out(worker, todo)
+        while busy := [w for w in pool if w.task is not None]:
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+            for worker in busy:
+                if worker.conn in ready or worker.process.sentinel in ready:
+                    _receive(worker, on_image, on_shard)
+                    if worker.task is None:
+                        _hand_out(worker, todo)
+        for worker in pool:
+            worker.process.join(_EXIT_GRACE_S)
+    finally:
+        _stop(pool)
 
-        def drain() -> None:
-            try:
-                while True:
-                    on_image(progress.get_nowait())
-            except queue_mod.Empty:
-                pass
 
-        pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=ctx,
-            initializer=configure_worker,
-            initargs=(threads,),
-        )
+#: Seconds a worker gets to exit after being told to (done) or terminated (SIGTERM).
+_EXIT_GRACE_S = 3.0
+
+
+@dataclass
+class _Worker:
+    """A spawned worker, this end of its pipe, and the task it renders (None: idle)."""
+
+    process: Any  # multiprocessing.context.SpawnProcess
+    conn: Connection
+    task: ShardTask | None = None
+
+
+def _start_worker(
+    pool: list[_Worker], ctx: Any, recipe: Recipe, out: Path, skip_bad: bool, threads: int
+) -> None:
+    """Start one more worker and add it to ``pool`` (first, so that it is stopped in any case)."""
+    here, there = ctx.Pipe()
+    process = ctx.Process(
+        target=_worker_main,
+        args=(there, os.getpid(), recipe, str(out), skip_bad, threads),
+        name="turbsim-worker",
+        daemon=True,  # multiprocessing's exit handler terminates daemons instead of joining
+    )
+    pool.append(_Worker(process, here))
+    try:
+        process.start()
+    finally:
+        there.close()  # the worker holds the only other end: its death reads as EOF here
+
+
+def _hand_out(worker: _Worker, todo: deque[ShardTask]) -> None:
+    """Send ``worker`` the next task, or None (exit) when there is none left."""
+    worker.task = todo.popleft() if todo else None
+    try:
+        worker.conn.send(worker.task)
+    except OSError:  # it died; the sentinel reports it (or nothing was left to do)
+        if worker.task is not None:
+            raise _worker_died(worker) from None
+
+
+def _receive(worker: _Worker, on_image: Callable[[int], None], on_shard: ShardCallback) -> None:
+    """Handle every message ``worker`` has sent; set ``worker.task`` to None once it is done.
+
+    Raises:
+        Exception: the exception the worker's task raised (its traceback as the cause).
+        GenerateError: the worker stopped without reporting its task.
+    """
+    while worker.task is not None:
         try:
-            pending = {
-                pool.submit(run_shard, t, recipe, str(out), skip_bad, threads, progress.put)
-                for t in tasks
-            }
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                drain()
-                for fut in done:
-                    on_shard(fut.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        drain()
+            if not worker.conn.poll():
+                break
+            kind, value, *extra = worker.conn.recv()
+        except (EOFError, OSError):  # it died, perhaps in the middle of a message
+            raise _worker_died(worker) from None
+        if kind == "image":
+            on_image(value)
+        elif kind == "shard":
+            worker.task = None
+            on_shard(value)
+        else:
+            raise value from _RemoteTraceback(extra[0])
+    if worker.task is not None and not worker.process.is_alive():
+        raise _worker_died(worker)
+
+
+def _worker_died(worker: _Worker) -> GenerateError:
+    worker.process.join(_EXIT_GRACE_S)
+    task = worker.task
+    where = f" while rendering {task.split} shard {task.index}" if task is not None else ""
+    return GenerateError(
+        f"worker process {worker.process.pid} stopped (exit code {worker.process.exitcode})"
+        f"{where}; published shards are kept: rerun with --resume"
+    )
+
+
+def _stop(pool: list[_Worker]) -> None:
+    """Terminate the workers still alive, kill those that outlive the grace period."""
+    with _sigint_ignored():  # a second Ctrl-C cannot cut the clean-up short
+        started = [w.process for w in pool if w.process.pid is not None]
+        for process in started:
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + _EXIT_GRACE_S
+        for process in started:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in started:
+            if process.is_alive():
+                process.kill()
+                process.join(_EXIT_GRACE_S)
+        for worker in pool:
+            worker.conn.close()
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, as text."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _worker_main(
+    conn: Connection, parent_pid: int, recipe: Recipe, out: str, skip_bad: bool, threads: int
+) -> None:
+    """A worker's loop: receive a task, render it, report progress and the record; None ends.
+
+    Progress is ``("image", n)``, a result ``("shard", record)``; an exception raised by a task
+    is sent as ``("error", exception, traceback text)`` and ends the worker.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _exit_with_parent(parent_pid)
+    configure_worker(threads)
+
+    def on_image(n: int) -> None:
+        conn.send(("image", n))
+
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        try:
+            record = run_shard(task, recipe, out, skip_bad, threads, on_image)
+        except Exception as exc:  # sent to the parent, which raises it
+            conn.send(("error", _picklable(exc), traceback.format_exc()))
+            return
+        conn.send(("shard", record))
+
+
+def _picklable(exc: Exception) -> Exception:
+    """``exc`` if it survives pickling, else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this process when its parent ends, even by SIGKILL: no orphaned workers.
+
+    Linux: the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``);
+    elsewhere a daemon thread polls the parent's pid once a second.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="turbsim-parent-watch", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+@contextmanager
+def _sigint_blocked_in_this_thread() -> Iterator[None]:
+    """Block SIGINT in the calling thread (processes spawned meanwhile inherit the mask).
+
+    A SIGINT that arrives meanwhile is delivered when the block ends (or at once to another
+    thread of this process), so no Ctrl-C is lost.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # launching the tracker unblocks SIGINT (CPython unblocks after starting it): launch it first
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT meanwhile (main thread only: elsewhere Python cannot set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def run_dask(

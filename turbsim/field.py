@@ -19,7 +19,6 @@ Hermitian bookkeeping done so that the result has exactly the law of the origina
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,9 +27,11 @@ from typing import Literal
 import numpy as np
 import scipy.fft as sfft
 
+from turbsim.blur import blur_image
 from turbsim.params import TurbulenceParams
-from turbsim.shards.schema import NORMALIZE_CHOICES
+from turbsim.shards.schema import BLUR_MODES, NORMALIZE_CHOICES
 from turbsim.theory import correlation_table, covariance_images, sigma_r_px
+from turbsim.threads import get_num_threads, set_num_threads  # noqa: F401  (public here too)
 from turbsim.warp import warp_image
 
 Normalize = Literal["ensemble", "per-field"]
@@ -38,22 +39,6 @@ Normalize = Literal["ensemble", "per-field"]
 #: The noise is drawn in this many independent streams (fixed, so results do not depend on the
 #: thread count).
 _NOISE_STREAMS = 16
-
-_threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-
-
-def set_num_threads(n: int) -> None:
-    """Threads used for noise drawing and FFTs in this process (results do not depend on it)."""
-    global _threads
-    if int(n) < 1:
-        raise ValueError(f"number of threads must be >= 1, got {n!r}")
-    _threads = int(n)
-
-
-def get_num_threads() -> int:
-    """Threads used for noise drawing and FFTs in this process."""
-    return _threads
-
 
 @dataclass(frozen=True, eq=False)
 class SpectralFilter:
@@ -119,7 +104,7 @@ def filter_spectra(
 
     def spectrum(c: np.ndarray) -> np.ndarray:
         c *= win
-        return sfft.rfft2(sfft.ifftshift(c), workers=_threads).real
+        return sfft.rfft2(sfft.ifftshift(c), workers=get_num_threads()).real
 
     s_cc = np.maximum(spectrum(c_cc), 0.0)
     s_rr = np.maximum(spectrum(c_rr), 0.0)
@@ -200,8 +185,9 @@ def draw_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         gen = np.random.Generator(np.random.PCG64(seqs[i]))
         gen.standard_normal(out=flat[bounds[i] : bounds[i + 1]], dtype=np.float32)
 
-    if _threads > 1:
-        with ThreadPoolExecutor(min(_threads, _NOISE_STREAMS)) as pool:
+    threads = get_num_threads()
+    if threads > 1:
+        with ThreadPoolExecutor(min(threads, _NOISE_STREAMS)) as pool:
             list(pool.map(fill, range(_NOISE_STREAMS)))
     else:
         for i in range(_NOISE_STREAMS):
@@ -227,9 +213,9 @@ def render_unit_field(filt: SpectralFilter, noise: np.ndarray) -> np.ndarray:
     spec[1] += filt.k_cr[0] * zr
     # Pruned 2-D inverse real FFT: full inverse FFT along rows, keep the H central rows, then
     # the inverse real FFT along columns on those rows only.
-    rows = sfft.ifft(spec, axis=1, workers=_threads, overwrite_x=True)
+    rows = sfft.ifft(spec, axis=1, workers=get_num_threads(), overwrite_x=True)
     rows = rows[:, filt.row0 : filt.row0 + h]
-    full = sfft.irfft(rows, n=2 * w, axis=2, workers=_threads)
+    full = sfft.irfft(rows, n=2 * w, axis=2, workers=get_num_threads())
     return np.ascontiguousarray(full[:, :, filt.col0 : filt.col0 + w], dtype=np.float32)
 
 
@@ -273,10 +259,27 @@ def distort(
     rng: np.random.Generator,
     border: str = "clamp",
     normalize: Normalize = "ensemble",
+    blur: str = "none",
 ) -> np.ndarray:
-    """Warp ``image`` (H, W) or (H, W, C) with a fresh tilt field; same shape and dtype."""
+    """Warp ``image`` (H, W) or (H, W, C) with a fresh tilt field, then (optionally) blur it.
+
+    Args:
+        image: (H, W) or (H, W, C), uint8 or float.
+        params: the path and camera.
+        rng: the only source of randomness (the tilt field).
+        border: warp border mode (:data:`turbsim.shards.schema.BORDERS`).
+        normalize: field normalisation (:data:`NORMALIZE_CHOICES`).
+        blur: ``"none"`` (tilt only, the Technion model) or ``"short-exposure"`` (then the mean
+            short-exposure blur of the same atmosphere, :func:`turbsim.blur.blur_image`).
+
+    Returns:
+        The distorted image, same shape and dtype.
+    """
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
+    if blur not in BLUR_MODES:
+        raise ValueError(f"blur must be one of {', '.join(BLUR_MODES)}; got {blur!r}")
     field = sample_tilt_field(params, image.shape[:2], rng, normalize=normalize)
-    return warp_image(image, field, border=border)
+    warped = warp_image(image, field, border=border)
+    return warped if blur == "none" else blur_image(warped, params)

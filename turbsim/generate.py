@@ -2,8 +2,9 @@
 
 Flow (one way): a :class:`~turbsim.recipe.Recipe` and a Cityscapes root make a
 :class:`~turbsim.plan.Plan` (validated inputs cut into self-contained, picklable
-:class:`~turbsim.plan.ShardTask` s); :func:`generate` prepares the output folder, keeps shards
-already published (resume, subset runs), hands the rest to an executor (turbsim.executors: in
+:class:`~turbsim.plan.ShardTask` s); :func:`generate` prepares the output folder
+(turbsim.outfolder: checked and locked before anything is deleted), keeps shards already
+published and intact (resume, subset runs), hands the rest to an executor (turbsim.executors: in
 process, a local process pool, or Dask), each task rendered by :func:`turbsim.render.run_shard`
 into one HDF5 file plus a JSON sidecar, and writes the manifest once every planned shard is
 present. Shard selection (``shard_index``/``num_shards`` or a list such as ``"3,7-9"``) lets
@@ -19,7 +20,6 @@ The names of the former single module stay importable from here.
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 import time
@@ -31,14 +31,23 @@ from typing import Any
 
 import numpy as np
 
-from turbsim import _files, shards
+from turbsim import shards
 from turbsim.executors import run_dask, run_local
+from turbsim.outfolder import (
+    RECIPE_FILE,
+    clean_stale_temporaries,
+    is_present,
+    output_lock,
+    prepare_output,
+    published_record,
+)
 from turbsim.plan import (
     GenerateError,
     Plan,
     PlannedSample,
     ShardTask,
     describe_plan,
+    frame_size_problem,
     make_plan,
     parse_shard_list,
     select_tasks,
@@ -82,107 +91,6 @@ __all__ = [
     "sidecar_path",
     "split_code",
 ]
-
-#: The resolved recipe and its hash, written first into every output folder.
-RECIPE_FILE = "recipe.json"
-
-
-# ----------------------------------------------------------------------- output folder
-def _our_files(root: Path) -> list[Path]:
-    out = [root / shards.MANIFEST_NAME, root / RECIPE_FILE]
-    for sub in root.iterdir() if root.is_dir() else []:
-        if sub.is_dir():
-            out += [
-                p
-                for p in sub.iterdir()
-                if shards.SHARD_RE.match(p.name)
-                or p.name.startswith("shard-")
-                or p.name.endswith(".tmp")
-            ]
-    return [p for p in out if p.exists()]
-
-
-def prepare_output(root: Path, recipe: Recipe, resume: bool, overwrite: bool, subset: bool) -> None:
-    """Create/check the output folder: refuse a foreign or different-recipe folder; clean
-    temporaries; write ``recipe.json``.
-
-    Raises:
-        GenerateError: ``key`` ``"resume"`` (resume with overwrite) or ``"out"`` (the folder).
-    """
-    if resume and overwrite:
-        raise GenerateError("resume and overwrite exclude each other", "resume")
-    root.mkdir(parents=True, exist_ok=True)
-    recipe_file = root / RECIPE_FILE
-    non_empty = any(root.iterdir())
-    if non_empty and overwrite:
-        for p in _our_files(root):
-            p.unlink()
-        for sub in root.iterdir():
-            if sub.is_dir() and not any(sub.iterdir()):
-                sub.rmdir()
-        non_empty = any(root.iterdir())
-    if non_empty:
-        _check_previous(root, recipe_file, recipe, resume or subset or overwrite)
-    if not subset:  # a subset run must not delete the live temporaries of its siblings
-        shards.clean_temporaries(root)
-    record = {"recipe_hash": recipe.digest(), "recipe": recipe.data}
-    _files.write_json(recipe_file, record, sort_keys=True)
-
-
-def _check_previous(root: Path, recipe_file: Path, recipe: Recipe, continuing: bool) -> None:
-    """A non-empty output folder must be ours, made with ``recipe``, and continued on purpose."""
-    if not recipe_file.is_file():
-        raise GenerateError(
-            f"{root}: not empty and not a turbsim output folder; choose an empty output folder",
-            "out",
-        )
-    if not continuing:
-        raise GenerateError(
-            f"{root}: already holds a dataset; set resume to continue it or overwrite to "
-            "replace it",
-            "out",
-        )
-    try:
-        previous = json.loads(recipe_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GenerateError(f"{recipe_file}: unreadable ({exc})", "out") from None
-    if previous.get("recipe_hash") != recipe.digest():
-        raise GenerateError(
-            f"{recipe_file}: the folder was made with another recipe "
-            f"({str(previous.get('recipe_hash'))[:12]} != {recipe.digest()[:12]}); "
-            "use the same recipe, or overwrite it",
-            "out",
-        )
-
-
-def _published_ok(root: Path, task: ShardTask) -> dict[str, Any] | None:
-    """The sidecar record if the shard is published, complete and matches the plan."""
-    side = sidecar_path(root, task.split, task.index)
-    path = shards.shard_path(root, task.split, task.index)
-    if not (side.is_file() and path.is_file()):
-        return None
-    try:
-        record = json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if record.get("bytes") != path.stat().st_size:
-        return None
-    expected = [
-        s.stem
-        for s in task.samples
-        if s.image_path not in {d["path"] for d in record.get("skipped", [])}
-    ]
-    if not shards.is_published_shard_valid(path, expected):
-        return None
-    return record
-
-
-def _remove_own_temporaries(out: Path, todo: list[ShardTask]) -> None:
-    """Temporaries of this run's own shards, left by a killed run."""
-    for task in todo:
-        own = shards.shard_path(out, task.split, task.index)
-        for tmp in own.parent.glob(f"{own.name}.*.tmp") if own.parent.is_dir() else []:
-            tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -307,32 +215,44 @@ def generate(
         plan: from :func:`make_plan`.
         out: output folder.
         workers: local processes (spawned) or Dask workers for ``scheduler="local-cluster"``.
-        resume: keep shards already published and valid; render the rest.
-        overwrite: delete a previous dataset's files in ``out`` first.
+        resume: keep shards already published and valid (size and SHA-256 equal to their
+            sidecar, complete, the planned names); render the rest.
+        overwrite: delete a previous dataset's files in ``out`` first (refused, deleting
+            nothing, when ``out`` also holds other files or another process writes in it).
         skip_bad: record unreadable inputs found while decoding instead of stopping.
         shard_index, num_shards, shard_list: render a subset (SLURM arrays); an existing ``out``
-            made with the same recipe is accepted.
+            made with the same recipe is accepted, and the tasks may run at the same time: the
+            one that completes the set (checked again at its end, under the folder's lock)
+            writes the manifest.
         scheduler: a Dask scheduler address or ``"local-cluster"``.
         progress: called with (images done, images total) as images finish.
         log: receives one-line messages.
 
     Raises:
-        GenerateError: a bad selection or output folder; ``key`` names the option at fault.
+        GenerateError: a bad selection, output folder or frame size (checked before anything is
+            written); ``key`` names the option at fault.
+        OSError: the output folder cannot be created or written (disk full included).
     """
     t0 = time.perf_counter()
     subset = shard_list is not None or shard_index is not None
     selected = select_tasks(plan.tasks, shard_index, num_shards, shard_list)
+    too_large = frame_size_problem(plan)
+    if too_large is not None:
+        raise GenerateError(too_large, "size")
     prepare_output(out, plan.recipe, resume, overwrite, subset)
+    if subset:
+        clean_stale_temporaries(out, selected)
     records: dict[int, dict[str, Any]] = {}
     todo: list[ShardTask] = []
-    for task in plan.tasks:
-        rec = _published_ok(out, task) if (resume or subset) else None
+    for task in selected:
+        rec, why = published_record(out, task) if (resume or subset) else (None, "")
         if rec is not None:
             records[task.global_index] = rec
-        elif task in selected:
+        else:
+            if why:
+                log(f"resume: {why}; rendering it again")
             todo.append(task)
-    _remove_own_temporaries(out, todo)
-    reused = sum(1 for t in selected if t.global_index in records)
+    reused = len(records)
     if reused:
         log(f"resume: {reused} shard(s) already published and valid, {len(todo)} to render")
     total = sum(len(t.samples) for t in todo)
@@ -357,9 +277,7 @@ def generate(
             run_dask(todo, plan.recipe, out, skip_bad, scheduler, workers, on_shard_dask)
         else:
             run_local(todo, plan.recipe, out, skip_bad, workers, on_image, on_shard)
-    missing = [t.global_index for t in plan.tasks if t.global_index not in records]
-    if not missing:
-        shards.write_manifest(out, build_manifest(plan, records))
+    missing = _finish(plan, out, records)
     return RunReport(
         planned_shards=len(plan.tasks),
         rendered_shards=len(todo),
@@ -369,3 +287,24 @@ def generate(
         manifest_written=not missing,
         missing_shards=missing,
     )
+
+
+def _finish(plan: Plan, out: Path, records: dict[int, dict[str, Any]]) -> list[int]:
+    """Under the folder's lock, look again for the shards other tasks published meanwhile; when
+    every planned shard is present and valid, write the manifest (the task that completes the
+    set does). ``records`` gains the others' sidecar records.
+
+    Returns:
+        The global numbers of the planned shards still missing (empty: manifest written).
+    """
+    with output_lock(out):
+        others = [t for t in plan.tasks if t.global_index not in records]
+        if all(is_present(out, t) for t in others):  # cheap test before hashing anything
+            for task in others:
+                rec, _ = published_record(out, task)
+                if rec is not None:
+                    records[task.global_index] = rec
+        missing = [t.global_index for t in plan.tasks if t.global_index not in records]
+        if not missing:
+            shards.write_manifest(out, build_manifest(plan, records))
+    return missing

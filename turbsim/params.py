@@ -6,7 +6,7 @@ L0 = 0.4 h). Every length carries its unit in its name: ``_m`` metres, ``_px`` p
 ``_rad`` radians.
 
 This module holds the inputs and what follows from them by geometry alone (theta_D, f theta_D,
-rho, q). The turbulence theory (the AoA variance, sigma_r, r0, :func:`turbsim.theory.describe`)
+rho, q). The turbulence theory (the AoA variance, sigma_r, r0; :func:`turbsim.quantities.describe`)
 lives in :mod:`turbsim.theory`, which imports this module, never the other way round.
 """
 

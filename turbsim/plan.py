@@ -18,6 +18,11 @@ from pathlib import Path
 from turbsim.cityscapes import CityscapesSample, SkippedFile, discover, png_size, validate
 from turbsim.recipe import Recipe
 
+#: The largest frame generate renders [px per image, native or stored]: 2**28 = 268,435,456 px
+#: (16384 x 16384; 0.8 GB per RGB image before the field, its FFTs and the warp's copies).
+#: OpenCV refuses much larger images ("Insufficient memory") after hours of planning.
+MAX_FRAME_PIXELS = 2**28
+
 
 class GenerateError(RuntimeError):
     """A user-facing problem of a generate run; the message is one line.
@@ -102,13 +107,15 @@ def make_plan(cityscapes_root: Path, recipe: Recipe, skip_bad: bool = False) -> 
     """Discover and validate the inputs (no image is decoded), then cut each split into shards.
 
     Raises:
-        CityscapesError: a missing/truncated/unreadable input (unless ``skip_bad``).
+        CityscapesError: a missing/truncated/unreadable input or city folder (unless
+            ``skip_bad``: then it is left out and listed in ``Plan.skipped``).
         GenerateError: images of one split differ in size while the recipe keeps native size
             (key ``"size"``), or a split has no usable image.
     """
-    found = discover(Path(cityscapes_root), recipe.splits)
+    unreadable: list[SkippedFile] | None = [] if skip_bad else None
+    found = discover(Path(cityscapes_root), recipe.splits, unreadable)
     tasks: list[ShardTask] = []
-    skipped: list[SkippedFile] = []
+    skipped: list[SkippedFile] = list(unreadable or [])
     hasher = hashlib.sha256()
     label_note: dict[str, str] = {}
     for split in recipe.splits:
@@ -246,6 +253,24 @@ def select_tasks(
     return [t for t in tasks if t.global_index % num_shards == shard_index]
 
 
+def frame_size_problem(plan: Plan) -> str | None:
+    """Why the plan's frames are too large to render (one line), or None when they are not.
+
+    Both the native size (distorted at full resolution) and the stored size count; the limit
+    is :data:`MAX_FRAME_PIXELS`.
+    """
+    for task in plan.tasks:
+        for what, (h, w) in (("stored", task.out_shape), ("native", task.native_shape)):
+            if h * w > MAX_FRAME_PIXELS:
+                return (
+                    f"{task.split}: {what} size {h}x{w} = {h * w:.3g} px per image is over the "
+                    f"limit of {MAX_FRAME_PIXELS} px (2**28; {h * w * 3 / 1e9:.3g} GB per RGB "
+                    f"image; estimated output {plan.estimated_bytes() / 1e9:.3g} GB); choose a "
+                    "smaller stored size"
+                )
+    return None
+
+
 def describe_plan(plan: Plan, selected: Iterable[ShardTask] | None = None) -> str:
     """Human-readable plan for a dry run: images, shards, sizes, estimated bytes."""
     tasks = list(plan.tasks if selected is None else selected)
@@ -264,4 +289,7 @@ def describe_plan(plan: Plan, selected: Iterable[ShardTask] | None = None) -> st
         )
     lines.append(f"skipped inputs: {len(plan.skipped)}")
     lines.append(f"estimated output: {plan.estimated_bytes() / 1e9:.2f} GB")
+    too_large = frame_size_problem(plan)
+    if too_large is not None:
+        lines.append(f"warning: a run would refuse this plan: {too_large}")
     return "\n".join(lines)

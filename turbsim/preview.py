@@ -8,6 +8,7 @@ only (no matplotlib).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -146,12 +147,16 @@ def cn2_sweep(
     split: str | None = None,
     name: str | None = None,
 ) -> Path:
-    """One scene distorted at increasing Cn2 [m^-2/3]: a row of panels, clean first.
+    """One scene distorted at increasing Cn2 [m^-2/3]: tilt only, and tilt + blur below.
 
-    The same random numbers (the sample's seed) are used for every Cn2, so the panels show one
-    field scaled by sqrt(Cn2): only the strength changes. The other parameters come from the
-    dataset's recipe (ranges sampled as for that sample).
+    The first row is the clean frame, then the tilt-only panels; the second row shows the same
+    panels with the mean short-exposure blur of the same atmosphere (SPEC section 8), so the
+    physics' two effects are seen side by side. The same random numbers (the sample's seed) are
+    used for every Cn2, so the panels show one field scaled by sqrt(Cn2): only the strength
+    changes. The other parameters come from the dataset's recipe (ranges sampled as for that
+    sample). The blur is applied at the stored size, with the focal length scaled to it.
     """
+    from turbsim.blur import blur_fwhm_px, blur_image
     from turbsim.render import resize_field, sample_field
     from turbsim.theory import sigma_r_px
     from turbsim.warp import warp_image
@@ -175,19 +180,27 @@ def cn2_sweep(
     shape = tuple(manifest.get("native_sizes", {}).get(sp, clean.shape[:2]))
     unit, params = sample_field(recipe, sp, item["name"], int(item["variant"]), shape)
     unit = resize_field(unit, clean.shape[:2]) / np.float32(sigma_r_px(params))
-    panels = [_titled(clean, f"clean {item['name']}")]
+    scale = clean.shape[0] / shape[0]  # stored pixels per native pixel
+    tilt_row = [_titled(clean, f"clean {item['name']}")]
+    blur_row = [_titled(np.full_like(clean, 255), "tilt + blur (same air)")]
     for cn2 in cn2_values:
         p = params.with_cn2(float(cn2))
-        sigma = sigma_r_px(p) * clean.shape[0] / shape[0]  # in stored pixels
         field = unit * np.float32(sigma_r_px(p))  # unit already carries the resize scale
-        panels.append(
-            _titled(warp_image(clean, field, recipe.border), f"Cn2 {cn2:.0e}: sigma {sigma:.2f} px")
+        warped = warp_image(clean, field, recipe.border)
+        stored = replace(p, focal_length_px=p.focal_length_px * scale)
+        tilt_row.append(_titled(warped, f"Cn2 {cn2:.0e}: tilt {sigma_r_px(p) * scale:.2f} px"))
+        blur_row.append(
+            _titled(blur_image(warped, stored), f"+ blur FWHM {blur_fwhm_px(stored):.2f} px")
         )
-    sep = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
-    row = panels[0]
-    for p in panels[1:]:
-        row = np.hstack([row, sep, p])
+    sep = np.full((tilt_row[0].shape[0], 4, 3), 255, np.uint8)
+    rows = []
+    for panels in (tilt_row, blur_row):
+        row = panels[0]
+        for panel in panels[1:]:
+            row = np.hstack([row, sep, panel])
+        rows.append(row)
+    gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    _write_png(out_png, row)
+    _write_png(out_png, np.vstack([rows[0], gap, rows[1]]))
     return out_png

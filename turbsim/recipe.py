@@ -33,6 +33,7 @@ import numpy as np
 
 from turbsim.params import POSITIVE_FIELDS, REFERENCE_PARAMS, TurbulenceParams
 from turbsim.shards.schema import (
+    BLUR_MODES,
     BORDERS,
     COMPRESSIONS,
     FLOW_CHOICES,
@@ -72,7 +73,12 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "physics": REFERENCE_PARAMS.to_dict(),
 }
 
-_TOP_KEYS = set(DEFAULT_RECIPE)
+#: Keys added after datasets were written with their default in force: a resolved recipe holds
+#: them only when they differ from the default, so the resolved recipe, recipe.json and the
+#: digest of every older recipe stay byte-identical (and such datasets stay resumable).
+OPTIONAL_DEFAULTS: dict[str, Any] = {"blur": "none"}
+
+_TOP_KEYS = set(DEFAULT_RECIPE) | set(OPTIONAL_DEFAULTS)
 _PHYSICS_ALL = set(PHYSICS_KEYS) | {"wave"}
 
 
@@ -203,6 +209,8 @@ class Recipe:
     normalize: str = field(init=False, compare=False, repr=False)
     #: Each physics key -> a fixed value, a :class:`Range`, or the wave name (read-only).
     physics: Mapping[str, float | Range | str] = field(init=False, compare=False, repr=False)
+    #: Blur after the tilt warp, one of :data:`BLUR_MODES` ("none": tilt only).
+    blur: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         data = self.data
@@ -222,6 +230,7 @@ class Recipe:
             "border": str(data["border"]),
             "normalize": str(data["normalize"]),
             "physics": MappingProxyType(physics),
+            "blur": str(data.get("blur", OPTIONAL_DEFAULTS["blur"])),
         }
         for name, value in typed.items():
             object.__setattr__(self, name, value)
@@ -363,6 +372,14 @@ def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
             ) from None
         if out[key] < 1:
             raise RecipeError(f"{source}: {key} must be >= 1, got {out[key]}", key)
+    blur = str(data.get("blur", OPTIONAL_DEFAULTS["blur"]))
+    if blur not in BLUR_MODES:
+        raise RecipeError(
+            f"{source}: blur must be one of {', '.join(BLUR_MODES)}; got {blur!r}", "blur"
+        )
+    out.pop("blur", None)
+    if blur != OPTIONAL_DEFAULTS["blur"]:
+        out["blur"] = blur
     for key, choices in (
         ("compression", COMPRESSIONS),
         ("store_flow", FLOW_STORAGE),

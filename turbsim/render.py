@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from turbsim import _files, shards
+from turbsim.blur import blur_image
 from turbsim.cityscapes import CityscapesError, read_image_rgb, read_train_ids
 from turbsim.field import sample_tilt_field
 from turbsim.field import set_num_threads as set_field_threads
@@ -27,7 +28,7 @@ from turbsim.params import TurbulenceParams
 from turbsim.plan import GenerateError, PlannedSample, ShardTask
 from turbsim.recipe import PHYSICS_KEYS, Recipe
 from turbsim.seeding import sample_seed_sequence
-from turbsim.theory import sigma_r_px
+from turbsim.theory import r0_m, sigma_r_px
 from turbsim.warp import set_num_threads as set_warp_threads
 from turbsim.warp import warm_up, warp_image
 
@@ -39,6 +40,15 @@ PARAM_KEYS: tuple[str, ...] = (
     "field_std_row_px",
     "field_std_col_px",
 )
+
+#: Per-sample parameters added when the recipe blurs: the Fried parameter r0 [m] of the sample.
+BLUR_PARAM_KEYS: tuple[str, ...] = ("r0_m",)
+
+
+def param_keys(recipe: Recipe) -> tuple[str, ...]:
+    """The per-sample parameter keys a shard of ``recipe`` stores (``r0_m`` too when blurred)."""
+    return PARAM_KEYS if recipe.blur == "none" else (*PARAM_KEYS, *BLUR_PARAM_KEYS)
+
 
 #: Called with the number of samples just finished (progress reporting).
 ImageCallback = Callable[[int], None]
@@ -91,6 +101,8 @@ def render_sample(
     native = clean.shape[:2]
     tilt, params = sample_field(recipe, sample.split, sample.stem, sample.variant, native)
     distorted = warp_image(clean, tilt, border=recipe.border)
+    if recipe.blur != "none":  # the same atmosphere's blur, at native size (SPEC section 8)
+        distorted = blur_image(distorted, params)
     h, w = out_shape
     if (h, w) != native:
         distorted = cv2.resize(distorted, (w, h), interpolation=cv2.INTER_AREA)
@@ -113,6 +125,8 @@ def render_sample(
         "field_std_row_px": float(std[0]),
         "field_std_col_px": float(std[1]),
     }
+    if recipe.blur != "none":
+        record["r0_m"] = r0_m(params)
     return {
         "distorted": np.ascontiguousarray(distorted),
         "clean": np.ascontiguousarray(clean),
@@ -180,7 +194,7 @@ def run_shard(
             shard_index=task.index,
             height=h,
             width=w,
-            param_keys=PARAM_KEYS,
+            param_keys=param_keys(recipe),
             compression=recipe.compression,
             store_flow=recipe.store_flow,
             expected_count=len(task.samples),

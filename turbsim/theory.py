@@ -12,7 +12,7 @@ AAcorrelation.m and calc_correlation_Cv.m):
 Everything here is a pure function of its arguments except :func:`correlation_table`, which keeps
 an on-disk cache (:mod:`turbsim.table_cache`) because the table costs seconds to a minute to
 integrate. The quantities of one :class:`~turbsim.params.TurbulenceParams` (sigma_A, sigma_r, r0)
-are functions of it here; :func:`describe` lists them all with their units.
+are functions of it here; :func:`turbsim.quantities.describe` lists them all with their units.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import math
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 import scipy.special as sp
@@ -111,83 +110,32 @@ def r0_m(params: TurbulenceParams) -> float:
     return (0.423 * k * k * params.cn2 * params.path_length_m * a) ** (-3.0 / 5.0)
 
 
-# ------------------------------------------------------------------------------- describe
-#: Every key of :func:`describe`, in its order -> (unit, meaning). Inputs first.
-QUANTITIES: dict[str, tuple[str, str]] = {
-    "cn2": ("m^-2/3", "refractive-index structure constant Cn2"),
-    "path_length_m": ("m", "camera-to-scene range L"),
-    "aperture_m": ("m", "aperture diameter D"),
-    "wavelength_m": ("m", "wavelength lambda"),
-    "focal_length_px": ("px", "focal length f"),
-    "height_m": ("m", "height h of the path above ground"),
-    "wave": ("", "wave model"),
-    "theta_d_rad": ("rad", "theta_D = D / L"),
-    "f_theta_d_px": ("px", "f theta_D: pixels per unit of eta"),
-    "outer_scale_m": ("m", "outer scale L0 = 0.4 h"),
-    "rho": ("1", "rho = L0 / D: shape of the correlation"),
-    "q": ("1", "q = D / sqrt(lambda L)"),
-    "variance_coefficient": ("1", "c(q) in sigma_A^2 = c Cn2 L D^-1/3"),
-    "sigma_a_rad": ("rad", "std of the angle of arrival, one axis"),
-    "sigma_r_px": ("px", "std of the displacement, one axis"),
-    "r0_m": ("m", "Fried parameter r0"),
-    "d_over_r0": ("1", "D / r0"),
-}
-
-#: The keys of :func:`describe` that are TurbulenceParams inputs (the rest are derived).
-INPUT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TurbulenceParams))
+#: B(8/3, 8/3) = Gamma(8/3)^2 / Gamma(16/3): the path weighting of the spherical-wave
+#: isoplanatic angle, int_0^1 z^(5/3) (1 - z)^(5/3) dz (Fried 1982; SPEC section 8).
+_BETA_8_3 = math.gamma(8.0 / 3.0) ** 2 / math.gamma(16.0 / 3.0)
 
 
-def describe(params: TurbulenceParams) -> dict[str, Any]:
-    """Inputs and derived quantities of ``params``, for reports (``turbsim params``).
+def theta0_rad(params: TurbulenceParams) -> float:
+    """Isoplanatic angle theta0 [rad] of a uniform-Cn2 path (SPEC section 8).
 
-    Returns:
-        A JSON-serialisable dict: the constructor arguments (:meth:`TurbulenceParams.to_dict`),
-        then theta_d_rad, f_theta_d_px, outer_scale_m, rho, q, variance_coefficient,
-        sigma_a_rad, sigma_r_px, r0_m and d_over_r0; units and meanings in :data:`QUANTITIES`.
+    plane: theta0 = (2.914 k^2 Cn2 L^(8/3) 3/8)^(-3/5); spherical: the 3/8 becomes
+    B(8/3, 8/3) = 0.05641 (Fried, JOSA 72, 52, 1982; Andrews & Phillips, *Laser Beam Propagation
+    through Random Media*, 2nd ed., section 6.5). Over theta0 the instantaneous PSF decorrelates.
     """
-    r0 = r0_m(params)
-    return {
-        **params.to_dict(),
-        "theta_d_rad": params.theta_d_rad,
-        "f_theta_d_px": params.f_theta_d_px,
-        "outer_scale_m": params.outer_scale_m,
-        "rho": params.rho,
-        "q": params.q,
-        "variance_coefficient": variance_coefficient(params.q, params.wave),
-        "sigma_a_rad": sigma_a_rad(params),
-        "sigma_r_px": sigma_r_px(params),
-        "r0_m": r0,
-        "d_over_r0": params.aperture_m / r0,
-    }
+    k = 2.0 * math.pi / params.wavelength_m
+    weight = _BETA_8_3 if params.wave == "spherical" else 3.0 / 8.0
+    path = params.cn2 * params.path_length_m ** (8.0 / 3.0)
+    return (2.914 * k * k * path * weight) ** (-3.0 / 5.0)
 
 
-def _format_value(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+def z_tilt_sigma_rad(params: TurbulenceParams) -> float:
+    """One-axis Z-tilt std [rad] of Kolmogorov turbulence, sqrt(0.1698 (lambda/D)^2 (D/r0)^(5/3)).
 
-
-def description_table(description: dict[str, Any]) -> str:
-    """Aligned text table of a :func:`describe` dict: inputs, then derived quantities.
-
-    One row per key: name, value (6 significant digits), unit and meaning (:data:`QUANTITIES`),
-    under the headings ``inputs:`` and ``derived:``; no trailing newline.
+    Geometric-optics cross-check of :func:`sigma_a_rad` with the same r0 (Tyler, JOSA A 11, 358,
+    1994; SPEC section 8): the two agree to 0.1 % as q -> infinity.
     """
-    sections = {
-        "inputs": [k for k in description if k in INPUT_KEYS],
-        "derived": [k for k in description if k not in INPUT_KEYS],
-    }
-    rows = {
-        key: (key, _format_value(description[key]), *QUANTITIES.get(key, ("", "")))
-        for key in description
-    }
-    widths = [max(len(row[i]) for row in rows.values()) for i in range(3)]
-    lines = []
-    for title, keys in sections.items():
-        lines.append(f"{title}:")
-        for key in keys:
-            name, value, unit, meaning = rows[key]
-            line = f"  {name:<{widths[0]}}  {value:>{widths[1]}}  {unit:<{widths[2]}}  {meaning}"
-            lines.append(line.rstrip())
-    return "\n".join(lines)
+    ratio = params.aperture_m / r0_m(params)
+    return math.sqrt(0.1698 * (params.wavelength_m / params.aperture_m) ** 2 * ratio ** (5 / 3))
 
 
 # ------------------------------------------------------------------------ correlation table

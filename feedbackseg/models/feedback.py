@@ -49,6 +49,29 @@ SegLoss = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 ITERATIONS = 3
 
 
+class NonFiniteError(FloatingPointError):
+    """A training step met a non-finite flow or loss and stopped before its backward pass.
+
+    Checked before every ``backward``: PyTorch's CPU ``grid_sample`` backward crashes the process
+    (a segmentation fault) on a non-finite sampling grid, and a non-finite loss would write NaN
+    into the weights. The message names what is not finite, e.g. ``"the restorer's flow is not
+    finite (iteration 2)"``; the optimisers have not stepped on it.
+    """
+
+
+def _require_finite(where: str, **tensors: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` unless every element of ``tensors`` is finite.
+
+    One device synchronisation for all of them. Names in the message: ``flow`` is written as
+    "the restorer's flow", the others as given (``loss_l1``, ``loss_seg``).
+    """
+    flags = torch.stack([torch.isfinite(v.detach()).all() for v in tensors.values()]).tolist()
+    bad = [name for name, ok in zip(tensors, flags, strict=True) if not ok]
+    if bad:
+        names = " and ".join("the restorer's flow" if n == "flow" else n for n in bad)
+        raise NonFiniteError(f"{names} {'is' if len(bad) == 1 else 'are'} not finite ({where})")
+
+
 @dataclass
 class FeedbackOutput:
     """Per-iteration outputs of a restore + segment model, one entry per iteration t = 1..T.
@@ -255,6 +278,10 @@ def feedback_train_step(
     Returns:
         {"loss_seg": the summed segmentation loss, "loss_l1": mean of the T L1 losses,
         "loss_l1_last": L1 of the last iteration}.
+
+    Raises:
+        NonFiniteError: a non-finite flow or L1 loss (before R's backward) or summed
+            segmentation loss (before S's backward); the pending step is not taken.
     """
     _check_iterations(iterations)
     restorer, segmenter = model.restorer, model.segmenter
@@ -273,8 +300,9 @@ def feedback_train_step(
             delta = logits - prev_logits
         opt_r.zero_grad(set_to_none=True)
         with autocast:
-            restored_t = restorer(distorted, delta, restored)
+            restored_t, flow = restorer(distorted, delta, restored, return_flow=True)
             l1 = _l1(restored_t, clean)
+        _require_finite(f"iteration {t}", flow=flow, loss_l1=l1)
         _backward_and_step(l1, opt_r, scaler)
         restored = restored_t.detach()
         with autocast:
@@ -283,6 +311,7 @@ def feedback_train_step(
         l1_terms.append(l1.detach())
         prev_logits, logits = logits, logits_t.detach()
     loss_seg = torch.stack(seg_terms).sum()
+    _require_finite("the segmenter's step", loss_seg=loss_seg)
     opt_s.zero_grad(set_to_none=True)
     _backward_and_step(loss_seg, opt_s, scaler)
     l1_values = torch.stack(l1_terms).tolist()
@@ -311,12 +340,14 @@ def restore_seg_train_step(
     autocast = _autocast(distorted.device, autocast_dtype)
     opt_r.zero_grad(set_to_none=True)
     with autocast:
-        restored = model.restorer(distorted)
+        restored, flow = model.restorer(distorted, return_flow=True)
         l1 = _l1(restored, clean)
+    _require_finite("the restorer's step", flow=flow, loss_l1=l1)
     _backward_and_step(l1, opt_r, scaler)
     with autocast:
         logits = model.segmenter(restored.detach())
     loss_seg = seg_loss(logits.float(), label, 1)
+    _require_finite("the segmenter's step", loss_seg=loss_seg)
     opt_s.zero_grad(set_to_none=True)
     _backward_and_step(loss_seg, opt_s, scaler)
     loss_l1 = float(l1.detach())
@@ -344,6 +375,7 @@ def erfnet_train_step(
     with _autocast(distorted.device, autocast_dtype):
         logits = model(distorted)
     loss_seg = seg_loss(logits.float(), label, 1)
+    _require_finite("the segmenter's step", loss_seg=loss_seg)
     opt_s.zero_grad(set_to_none=True)
     _backward_and_step(loss_seg, opt_s, scaler)
     return {"loss_seg": float(loss_seg.detach()), "loss_l1": 0.0, "loss_l1_last": 0.0}

@@ -15,7 +15,7 @@ import numpy as np
 
 from turbsim.shards.manifest import _shard_infos, _temporaries, read_manifest
 from turbsim.shards.reader import _attr
-from turbsim.shards.schema import SCHEMA_VERSION, SHARD_RE
+from turbsim.shards.schema import MANIFEST_NAME, SCHEMA_VERSION, SHARD_RE
 from turbsim.shards.writer import ShardInfo, sha256_file
 
 
@@ -96,12 +96,34 @@ def _check_shard_file(path: Path, info: ShardInfo, locking: bool | None) -> list
     return problems
 
 
+def _check_split_totals(root: Path, manifest: dict[str, Any]) -> list[str]:
+    """The manifest's per-split sample totals (``splits``) against the sum of its shards."""
+    totals = manifest.get("splits")
+    if totals is None:
+        return []
+    path = root / MANIFEST_NAME
+    if not isinstance(totals, dict):
+        return [f"{path}: 'splits' is not an object of per-split sample totals"]
+    counted: dict[str, int] = {}
+    for info in _shard_infos(manifest):
+        counted[info.split] = counted.get(info.split, 0) + info.samples
+    problems = []
+    for split in sorted(set(totals) | set(counted)):
+        claimed, found = totals.get(split), counted.get(split, 0)
+        if claimed != found:
+            problems.append(
+                f"{path}: splits[{split!r}] says {claimed!r} samples, its shards hold {found}"
+            )
+    return problems
+
+
 def verify(root: str | os.PathLike[str], locking: bool | None = None) -> list[str]:
     """Check an output folder against its manifest; every problem is one line naming a file.
 
     Checks: each listed shard exists with the recorded size and SHA-256, is a complete shard
     whose attributes, sample count and dataset shapes/dtypes agree with its manifest entry;
-    no shard is listed twice; no ``shard-*.h5`` on disk is missing from the manifest; no
+    the per-split sample totals (``splits``) equal the sums over the shards; no shard is listed
+    twice; no ``shard-*.h5`` on disk is missing from the manifest; no
     leftover ``*.tmp`` file.
 
     Returns:
@@ -137,6 +159,7 @@ def verify(root: str | os.PathLike[str], locking: bool | None = None) -> list[st
                 f"{path}: sha256 mismatch (file {digest[:16]}..., manifest {info.sha256[:16]}...)"
             )
         problems += _check_shard_file(path, info, locking)
+    problems += _check_split_totals(root, manifest)
     for path in sorted(root.glob("*/shard-*.h5")):
         if SHARD_RE.match(path.name) and path.resolve() not in listed:
             problems.append(f"{path}: shard file not listed in the manifest")

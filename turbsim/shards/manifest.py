@@ -64,6 +64,10 @@ def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
     """
     root = Path(root)
     path = root / MANIFEST_NAME
+    if root.exists() and not root.is_dir():
+        raise ShardError(
+            f"{root}: a file, not a dataset folder (give the folder that holds {MANIFEST_NAME})"
+        )
     if not root.is_dir():
         raise ShardError(f"{root}: no such folder")
     try:

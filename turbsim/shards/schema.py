@@ -41,6 +41,8 @@ SHARD_INFO_KEYS: tuple[str, ...] = ("file", "split", "index", "samples", "bytes"
 BORDERS: tuple[str, ...] = ("clamp", "reflect", "zero")
 #: Field normalisations (turbsim.field): ensemble physics, or per-field std as the BMVC scripts.
 NORMALIZE_CHOICES: tuple[str, ...] = ("ensemble", "per-field")
+#: Blur modes (turbsim.blur; recipe key ``blur``): tilt only, or the mean short-exposure blur.
+BLUR_MODES: tuple[str, ...] = ("none", "short-exposure")
 #: Wave models of the turbulence theory (turbsim.theory).
 WAVES: tuple[str, ...] = ("spherical", "plane")
 #: Splits of the Cityscapes layout, in the order of their split codes (seeding).

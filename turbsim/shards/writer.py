@@ -489,11 +489,17 @@ class ShardWriter:
             self._discard()
 
     def _discard(self) -> None:
+        # Runs while another error (often OSError ENOSPC) propagates: a failing close or unlink
+        # of the discarded temporary must not replace that error with a second one.
         try:
             if self._file.id.valid:
                 self._file.close()
-        finally:
+        except Exception:  # noqa: BLE001 - the file is being thrown away
+            pass
+        try:
             self._tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def __enter__(self) -> ShardWriter:
         return self

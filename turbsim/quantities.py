@@ -1,0 +1,116 @@
+"""Every quantity of a path and camera with its unit: the table of ``turbsim params``.
+
+:func:`describe` gathers the inputs (:class:`~turbsim.params.TurbulenceParams`), the geometry
+(params), the tilt and atmosphere theory (:mod:`turbsim.theory`) and the blur
+(:mod:`turbsim.blur`) into one dict; :data:`QUANTITIES` gives each key's unit and meaning.
+``TurbulenceParams.summary()`` returns the same dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from turbsim.blur import blur_fwhm_px
+from turbsim.params import TurbulenceParams
+from turbsim.theory import (
+    r0_m,
+    sigma_a_rad,
+    sigma_r_px,
+    theta0_rad,
+    variance_coefficient,
+)
+
+#: Every key of :func:`describe`, in its order -> (unit, meaning). Inputs first.
+QUANTITIES: dict[str, tuple[str, str]] = {
+    "cn2": ("m^-2/3", "refractive-index structure constant Cn2"),
+    "path_length_m": ("m", "camera-to-scene range L"),
+    "aperture_m": ("m", "aperture diameter D"),
+    "wavelength_m": ("m", "wavelength lambda"),
+    "focal_length_px": ("px", "focal length f"),
+    "height_m": ("m", "height h of the path above ground"),
+    "wave": ("", "wave model"),
+    "theta_d_rad": ("rad", "theta_D = D / L"),
+    "f_theta_d_px": ("px", "f theta_D: pixels per unit of eta"),
+    "outer_scale_m": ("m", "outer scale L0 = 0.4 h"),
+    "rho": ("1", "rho = L0 / D: shape of the correlation"),
+    "q": ("1", "q = D / sqrt(lambda L)"),
+    "variance_coefficient": ("1", "c(q) in sigma_A^2 = c Cn2 L D^-1/3"),
+    "sigma_a_rad": ("rad", "std of the angle of arrival, one axis"),
+    "sigma_r_px": ("px", "std of the displacement, one axis"),
+    "r0_m": ("m", "Fried parameter r0"),
+    "d_over_r0": ("1", "D / r0"),
+    "theta0_px": ("px", "f theta0: isoplanatic angle in pixels"),
+    "blur_fwhm_px": ("px", "FWHM of the mean short-exposure PSF (with diffraction)"),
+}
+
+#: The keys of :func:`describe` that are TurbulenceParams inputs (the rest are derived).
+INPUT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TurbulenceParams))
+
+
+def describe(params: TurbulenceParams) -> dict[str, Any]:
+    """Inputs and derived quantities of ``params``, for reports (``turbsim params``).
+
+    Returns:
+        A JSON-serialisable dict: the constructor arguments (:meth:`TurbulenceParams.to_dict`),
+        then theta_d_rad, f_theta_d_px, outer_scale_m, rho, q, variance_coefficient,
+        sigma_a_rad, sigma_r_px, r0_m, d_over_r0, theta0_px and blur_fwhm_px; units and
+        meanings in :data:`QUANTITIES`.
+    """
+    r0 = r0_m(params)
+    return {
+        **params.to_dict(),
+        "theta_d_rad": params.theta_d_rad,
+        "f_theta_d_px": params.f_theta_d_px,
+        "outer_scale_m": params.outer_scale_m,
+        "rho": params.rho,
+        "q": params.q,
+        "variance_coefficient": variance_coefficient(params.q, params.wave),
+        "sigma_a_rad": sigma_a_rad(params),
+        "sigma_r_px": sigma_r_px(params),
+        "r0_m": r0,
+        "d_over_r0": params.aperture_m / r0,
+        "theta0_px": params.focal_length_px * theta0_rad(params),
+        "blur_fwhm_px": blur_fwhm_px(params),
+    }
+
+
+def _format_value(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def description_table(description: dict[str, Any]) -> str:
+    """Aligned text table of a :func:`describe` dict: inputs, then derived quantities.
+
+    One row per key: name, value (6 significant digits), unit and meaning (:data:`QUANTITIES`),
+    under the headings ``inputs:`` and ``derived:``; no trailing newline.
+    """
+    sections = {
+        "inputs": [k for k in description if k in INPUT_KEYS],
+        "derived": [k for k in description if k not in INPUT_KEYS],
+    }
+    rows = {
+        key: (key, _format_value(description[key]), *QUANTITIES.get(key, ("", "")))
+        for key in description
+    }
+    widths = [max(len(row[i]) for row in rows.values()) for i in range(3)]
+    lines = []
+    for title, keys in sections.items():
+        lines.append(f"{title}:")
+        for key in keys:
+            name, value, unit, meaning = rows[key]
+            line = f"  {name:<{widths[0]}}  {value:>{widths[1]}}  {unit:<{widths[2]}}  {meaning}"
+            lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def mean_psf_note(description: dict[str, Any]) -> str | None:
+    """A warning line when f theta0 > 1 px: the PSF then varies from patch to patch, and the
+    mean short-exposure PSF that turbsim's blur uses is an approximation (SPEC section 8)."""
+    theta0 = description.get("theta0_px")
+    if theta0 is None or theta0 <= 1.0:
+        return None
+    return (
+        f"note: f theta0 = {theta0:.3g} px > 1 px: the instantaneous PSF is random per "
+        "isoplanatic patch; the mean short-exposure blur is an approximation here"
+    )
