@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
-from feedbackseg.config import CLASS_WEIGHTS, DEVICES, LOSSES, MODES, ConfigError
+from feedbackseg.config import CLASS_WEIGHTS, DEVICES, INPUTS, LOSSES, MODES, ConfigError
 
 #: Library error key -> flag of ``fbseg eval`` / ``fbseg predict``.
 EVAL_FLAGS = {
@@ -20,7 +20,10 @@ EVAL_FLAGS = {
     "batch_size": "--batch-size",
     "num_workers": "--workers",
     "device": "--device",
+    "input": "--input",
 }
+#: Library error key -> flag of ``fbseg study``.
+STUDY_FLAGS = {"study": "--study", "only": "--only", "seeds": "--seeds"}
 
 
 @click.group(name="fbseg", cls=OneLineErrorGroup)
@@ -229,6 +232,14 @@ _DEVICE = click.Choice(DEVICES)
 @click.option(
     "--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Loader processes."
 )
+@click.option(
+    "--input",
+    "input_kind",
+    type=click.Choice(INPUTS),
+    default="distorted",
+    show_default=True,
+    help="Network input: the split's distorted images or its clean ones.",
+)
 def evaluate_command(
     checkpoint: str,
     shards: str,
@@ -240,6 +251,7 @@ def evaluate_command(
     device: str,
     batch_size: int,
     workers: int,
+    input_kind: str,
 ) -> None:
     """Evaluate CHECKPOINT (RUN/best.pt, say) on a split of the turbsim shards SHARDS.
 
@@ -271,6 +283,7 @@ def evaluate_command(
             batch_size=batch_size,
             save_predictions=save_predictions,
             num_workers=workers,
+            input=input_kind,
         )
     except (EvalError, DeviceError) as error:
         if error.key in EVAL_FLAGS:
@@ -293,6 +306,90 @@ def evaluate_command(
         click.echo(f"wrote {json_path}")
     if save_predictions is not None:
         click.echo(f"wrote {evaluation.result.samples} predictions to {save_predictions}")
+
+
+@main.command("study", short_help="Train and compare a grid of cells x seeds (the paper's study).")
+@click.argument("shards", metavar="SHARDS", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    "out",
+    metavar="STUDY",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Study folder: runs/CELL/seed-N/, results.json, results.md, study.png.",
+)
+@click.option(
+    "--study",
+    "study_spec",
+    metavar="FILE.toml|NAME",
+    default="cpu",
+    show_default=True,
+    help="A study file, or a shipped study: cpu (small networks), paper (the paper's grid).",
+)
+@click.option("--seeds", default=None, help="Comma-separated seeds. [the study's, else 0,1,2]")
+@click.option(
+    "--only",
+    metavar="CELL[:SEED]",
+    default=None,
+    help="Train only this cell (or run), e.g. for a SLURM array; results once all are done.",
+)
+@click.option("--resume", is_flag=True, help="Continue unfinished runs (finished ones are kept).")
+@click.option("--device", type=_DEVICE, default=None, help="Device of every run. [the study's]")
+def study_command(
+    shards: str,
+    out: str,
+    study_spec: str,
+    seeds: str | None,
+    only: str | None,
+    resume: bool,
+    device: str | None,
+) -> None:
+    """Train every cell of a study once per seed on SHARDS, evaluate, and compare.
+
+    Each run is an ordinary run folder STUDY/runs/CELL/seed-N (resumable; a finished run is
+    skipped). Once all runs are finished: results.json (mIoU per seed, mean, 95 % interval, the
+    harm of turbulence and the fraction each cell recovers), results.md, study.png.
+    """
+    import dataclasses
+
+    from feedbackseg.checkpoints import CheckpointError
+    from feedbackseg.data import DataError
+    from feedbackseg.distributed import DeviceError
+    from feedbackseg.inference import EvalError
+    from feedbackseg.study import StudyError, load_study, parse_only, parse_seeds, run_study
+    from feedbackseg.train import TrainError
+    from turbsim.shards import ShardError
+
+    check_output_place(out)
+    try:
+        study = load_study(study_spec)
+        if seeds is not None:
+            study = dataclasses.replace(study, seeds=parse_seeds(seeds))
+        selected = parse_only(only, study) if only is not None else None
+        outcome = run_study(
+            study,
+            shards,
+            out,
+            only=selected,
+            resume=resume,
+            overrides={"device": device} if device is not None else None,
+            log=lambda message: click.echo(message, err=True),
+        )
+    except StudyError as error:
+        if error.key in STUDY_FLAGS:
+            raise bad_parameter(error, STUDY_FLAGS) from None
+        raise click.ClickException(str(error)) from None
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    except (TrainError, DataError, CheckpointError, EvalError, DeviceError, ShardError) as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise os_error(error) from None
+    done = f"{len(outcome.trained)} run(s) trained, {len(outcome.skipped)} found finished"
+    if outcome.pending:
+        click.echo(f"{out}: {done}; {len(outcome.pending)} run(s) of the study still to finish")
+    else:
+        click.echo(f"{out}: {done}; wrote {', '.join(p.name for p in outcome.written)}")
 
 
 @main.command("predict", short_help="Restore and segment images with a checkpoint.")

@@ -44,6 +44,7 @@ GENERATE_FLAG_ERRORS: dict[str, str] = {
     "num_shards": "--num-shards",
     "shards": "--shards",
     "resume": "--resume",
+    "overwrite": "--overwrite",
 }
 
 
@@ -577,13 +578,16 @@ def plot_stats(
     consistency = blur_consistency(turbulence)
     click.echo(consistency.table())
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
         record = stats_record(curves, line)
         record["blur_consistency"] = {
             k: (v.tolist() if isinstance(v, np.ndarray) else v)
             for k, v in vars(consistency).items()
         }
-        write_json(json_out, record, indent=2)
+        try:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            write_json(json_out, record, indent=2)
+        except OSError as error:
+            raise write_error(json_out, error) from None
         click.echo(f"wrote {json_out}")
 
 

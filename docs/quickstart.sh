@@ -76,3 +76,8 @@ echo "  runs:          $OUT/runs/{erfnet,feedback} (config.json, metrics.jsonl, 
 echo "  comparison:    $OUT/compare.md"
 echo "  pictures:      $PICS (preview/, field_stats.png, training_*.png, per_class_iou.png,"
 echo "                 predictions/)"
+echo
+echo "What the numbers mean: $STEPS steps of small networks on $IMAGES synthetic scenes leave both"
+echo "models far from trained (the feedback model, with a restorer to train as well, more so), so"
+echo "compare.md shows that the pipeline runs, not which method is better. The method's measured"
+echo "effect needs full runs over several seeds: 'fbseg study' (see the README)."

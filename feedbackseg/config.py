@@ -35,6 +35,7 @@ from typing import Any
 __all__ = [
     "CLASS_WEIGHTS",
     "DEVICES",
+    "INPUTS",
     "LOSSES",
     "MAX_LEARNING_RATE",
     "MODES",
@@ -52,6 +53,9 @@ MODES = ("erfnet", "restore-seg", "feedback")
 LOSSES = ("cb-ifl", "ifl", "ce")
 #: Sources of the CB-iFL class weights.
 CLASS_WEIGHTS = ("shards", "bmvc2020", "none")
+#: Network inputs: the distorted images (the paper's setting) or the clean ones (the upper
+#: reference of ``fbseg study``: how much turbulence costs); the restoration target stays clean.
+INPUTS = ("distorted", "clean")
 #: ``--device`` values; ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")
 #: Largest accepted ``lr_s`` / ``lr_r``. Adam's step is about the learning rate times the sign of
@@ -116,6 +120,10 @@ class TrainConfig:
         out: run folder RUN (config.json, metrics.jsonl, last.pt, best.pt).
         mode: "feedback", "restore-seg" or "erfnet" (SPEC 2.4).
         loss: "cb-ifl", "ifl" or "ce" (SPEC 3).
+        input: the training images fed to the network: "distorted" (default) or "clean"
+            (:data:`INPUTS`); validation always runs on the distorted ``val_split``. Left out
+            of :meth:`to_dict` (config.json, checkpoints) when "distorted", so runs written
+            before the key existed resume and their files stay byte-identical.
         recipe: name of the recipe the defaults came from (informational once resolved).
         epochs: training length in epochs (unless ``max_steps`` is set).
         max_steps: training length in optimiser steps; overrides ``epochs`` when set.
@@ -167,6 +175,7 @@ class TrainConfig:
     out: str
     mode: str = "feedback"
     loss: str = "cb-ifl"
+    input: str = "distorted"
     recipe: str | None = None
     epochs: int = 150
     max_steps: int | None = None
@@ -213,8 +222,12 @@ class TrainConfig:
         _validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """JSON-friendly dict (tuples become lists); ``input`` only when it is not the
+        default "distorted"."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        if data["input"] == INPUTS[0]:
+            del data["input"]
+        return data
 
     def to_json(self) -> str:
         """Indented JSON of :meth:`to_dict`."""
@@ -244,6 +257,10 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(f"unknown mode {c.mode!r} (expected one of {', '.join(MODES)})", "mode")
     if c.loss not in LOSSES:
         raise ConfigError(f"unknown loss {c.loss!r} (expected one of {', '.join(LOSSES)})", "loss")
+    if c.input not in INPUTS:
+        raise ConfigError(
+            f"unknown input {c.input!r} (expected one of {', '.join(INPUTS)})", "input"
+        )
     if c.class_weights not in CLASS_WEIGHTS:
         raise ConfigError(
             f"unknown source {c.class_weights!r} (expected one of {', '.join(CLASS_WEIGHTS)})",

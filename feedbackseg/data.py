@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from feedbackseg.config import INPUTS
 from turbsim import shards
 from turbsim.shards.schema import IGNORE_LABEL
 
@@ -117,6 +118,9 @@ class ShardDataset(Dataset):
         locking: h5py file locking (False on network filesystems that reject locks).
         num_classes: 19 (255 stays the ignore label) or 20 (the original layout: 255 becomes
             the void class 19).
+        input: what the ``distorted`` item (the network input) holds: "distorted" (default)
+            or "clean" (the clean image, for a network trained or evaluated without
+            turbulence); ``clean`` (the restoration target) is the clean image either way.
 
     Items: ``distorted``, ``clean`` float32 (3, H, W) in [0, 1]; ``label`` int64 (H, W);
     ``name`` str; ``index`` int.
@@ -132,7 +136,11 @@ class ShardDataset(Dataset):
         seed: int = 0,
         locking: bool | None = None,
         num_classes: int = 19,
+        input: str = "distorted",
     ) -> None:
+        if input not in INPUTS:
+            raise ValueError(f"input must be one of {', '.join(INPUTS)}, got {input!r}")
+        self.input = input
         self.root = Path(root)
         self.split = split
         self.entries = split_shards(self.root, split)
@@ -254,6 +262,8 @@ class ShardDataset(Dataset):
         except _READ_ERRORS as error:
             raise _read_error(reader.path, self.root, error) from None
         distorted, clean, label = self._resize(item)
+        if self.input == "clean":
+            distorted = clean
         if self.augment:
             distorted, clean, label = self._augment([distorted, clean, label], int(index))
         label = label.astype(np.int64)
@@ -266,6 +276,47 @@ class ShardDataset(Dataset):
             "name": str(item["name"]),
             "index": int(index),
         }
+
+    @property
+    def has_flow(self) -> bool:
+        """Whether the shards store the true displacement field (``flow``)."""
+        try:
+            self._reader(0).read("flow", 0)
+        except KeyError:
+            return False
+        except _READ_ERRORS as error:
+            raise _read_error(self.root / self.entries[0]["file"], self.root, error) from None
+        return True
+
+    def flow(self, index: int) -> np.ndarray:
+        """The stored displacement field F of sample ``index`` at :attr:`image_size`.
+
+        Convention (turbsim README "Conventions"): ``distorted(r, c) = clean(r + F_row(r, c),
+        c + F_col(r, c))``, (row, col) [px]. Resized bilinearly from the stored size, each
+        component scaled by the size ratio of its axis; not augmented (call it on datasets
+        without ``augment``).
+
+        Returns:
+            float32 (2, H, W) [px].
+
+        Raises:
+            DataError: the shards store no flow, or the shard cannot be read.
+        """
+        shard, local = self.locate(int(index))
+        reader = self._reader(shard)
+        try:
+            flow = reader.read("flow", local)
+        except KeyError:
+            raise DataError(f"{self.root}: the shards store no flow") from None
+        except _READ_ERRORS as error:
+            raise _read_error(reader.path, self.root, error) from None
+        h, w = self.image_size
+        sh, sw = flow.shape[-2:]
+        if (sh, sw) != (h, w):
+            rows = cv2.resize(flow[0], (w, h), interpolation=cv2.INTER_LINEAR) * (h / sh)
+            cols = cv2.resize(flow[1], (w, h), interpolation=cv2.INTER_LINEAR) * (w / sw)
+            flow = np.stack([rows, cols])
+        return np.ascontiguousarray(flow, dtype=np.float32)
 
     def close(self) -> None:
         """Close the open shard files of this process."""

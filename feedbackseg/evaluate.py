@@ -44,6 +44,7 @@ from feedbackseg.compare import (
     load_result,
     result_label,
 )
+from feedbackseg.config import INPUTS
 from feedbackseg.data import ShardDataset
 from feedbackseg.distributed import ShardedEvalSampler, all_reduce_count, resolve_device, world
 from feedbackseg.inference import (
@@ -225,6 +226,7 @@ class CheckpointEvaluation:
         num_classes: classes C of the network (19, or 20 in the original's layout).
         step: the training step the checkpoint was written at (None if it does not say).
         iterations: feedback iterations run (1 for the modes without feedback).
+        input: the images fed to the network, "distorted" or "clean".
     """
 
     result: EvalResult
@@ -235,12 +237,14 @@ class CheckpointEvaluation:
     num_classes: int
     step: int | None
     iterations: int
+    input: str = "distorted"
 
     def header(self) -> str:
         """One line: checkpoint, mode, classes, step, iterations, shards and split."""
         return (
             f"{self.checkpoint}: {self.mode}, {self.num_classes} classes, step {self.step}, "
             f"{self.iterations} iteration(s); {self.shards} split {self.split!r}"
+            + (" (clean images)" if self.input == "clean" else "")
         )
 
     def report(self) -> str:
@@ -249,9 +253,12 @@ class CheckpointEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """:meth:`EvalResult.to_dict` plus ``shards``, ``mode``, ``iterations`` and ``step``
-        (the layout of ``fbseg eval --json``, read back by :func:`load_result`)."""
+        (the layout of ``fbseg eval --json``, read back by :func:`load_result`), and ``input``
+        when the network saw the clean images."""
         data = self.result.to_dict()
         data.update(shards=self.shards, mode=self.mode, iterations=self.iterations, step=self.step)
+        if self.input != "distorted":
+            data["input"] = self.input
         return data
 
 
@@ -382,6 +389,7 @@ def evaluate_checkpoint(
     batch_size: int = 1,
     save_predictions: str | os.PathLike | None = None,
     num_workers: int = 0,
+    input: str = "distorted",
 ) -> CheckpointEvaluation:
     """Load a trainer checkpoint and evaluate it on a shard split (``fbseg eval``).
 
@@ -396,6 +404,8 @@ def evaluate_checkpoint(
             training height, or the stored size if it names none.
         iterations: feedback iterations T; None: the checkpoint's (3 if it does not say).
         device, batch_size, save_predictions, num_workers: as for :func:`evaluate`.
+        input: the images fed to the network: "distorted" (default) or "clean" (the split's
+            clean images, e.g. for a model trained without turbulence).
 
     Returns:
         The :class:`CheckpointEvaluation` (its ``result.checkpoint`` is ``checkpoint_path``).
@@ -416,7 +426,11 @@ def evaluate_checkpoint(
             f"{multiple})",
             key="height",
         )
-    dataset = ShardDataset(shards, split, height=height or checkpoint_height(checkpoint))
+    if input not in INPUTS:
+        raise EvalError(f"input must be one of {', '.join(INPUTS)}, got {input!r}", key="input")
+    dataset = ShardDataset(
+        shards, split, height=height or checkpoint_height(checkpoint), input=input
+    )
     size = dataset.image_size
     if size[0] % multiple or size[1] % multiple:
         raise EvalError(
@@ -436,4 +450,5 @@ def evaluate_checkpoint(
         num_classes=checkpoint["num_classes"],
         step=checkpoint.get("step"),
         iterations=iterations_run(model, steps),
+        input=input,
     )

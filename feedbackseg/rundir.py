@@ -262,19 +262,24 @@ def setup_run_dir(
     ctx.barrier()
 
 
-def discard_unstarted_run(run_dir: str | os.PathLike) -> None:
-    """Remove what a fresh run wrote before it failed without any checkpoint (config.json,
-    metrics.jsonl, tensorboard/), so that a plain rerun is not refused. Best effort; a run
-    with a last.pt or a best.pt is left alone."""
+def discard_unstarted_run(run_dir: str | os.PathLike, keep_log: bool = False) -> None:
+    """Unblock a plain rerun of a fresh run that failed before its first checkpoint.
+
+    Removes config.json (what makes a rerun refuse) and, unless ``keep_log`` (steps were taken:
+    their loss history explains the failure and stays until the rerun replaces it),
+    metrics.jsonl and tensorboard/. Best effort; a run with a last.pt or a best.pt is left
+    alone.
+    """
     run = Path(run_dir)
     if (run / LAST_NAME).exists() or (run / BEST_NAME).exists():
         return
-    for name in (CONFIG_NAME, METRICS_NAME):
+    for name in (CONFIG_NAME,) if keep_log else (CONFIG_NAME, METRICS_NAME):
         try:
             (run / name).unlink(missing_ok=True)
         except OSError:
             pass
-    shutil.rmtree(run / TENSORBOARD_DIR, ignore_errors=True)
+    if not keep_log:
+        shutil.rmtree(run / TENSORBOARD_DIR, ignore_errors=True)
 
 
 def prepare_run_dir(config: TrainConfig, ctx: DistributedContext) -> dict[str, Any] | None:

@@ -73,6 +73,10 @@ from feedbackseg.train_state import (
 )
 from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
 
+#: Old names of the schema constants (kept public).
+IGNORE_INDEX = IGNORE_LABEL
+EVAL_CLASSES = NUM_CLASSES
+
 __all__ = [
     "BEST_NAME",
     "CONFIG_NAME",
@@ -194,6 +198,7 @@ def _datasets(
         seed=config.seed,
         locking=config.locking,
         num_classes=config.num_classes,
+        input=config.input,
     )
     check_batch_memory(config, train_set.image_size)
     val_set = None
@@ -206,6 +211,7 @@ def _datasets(
             height=config.height,
             locking=config.locking,
             num_classes=config.num_classes,
+            input=config.input,  # best.pt is chosen on the input the model is trained for
         )
     return train_set, val_set
 
@@ -466,7 +472,8 @@ def _fit(config: TrainConfig, ctx: DistributedContext, log: Any) -> TrainResult:
         return _run(config, ctx, state, checkpoint, progress, train_set, val_set)
     except Exception:
         if checkpoint is None and state.last_saved_step is None and ctx.is_main:
-            discard_unstarted_run(state.run)  # a plain rerun is not refused
+            # nothing to resume: a plain rerun must work; keep the log of any steps taken
+            discard_unstarted_run(state.run, keep_log=state.step > 0)
         raise
 
 

@@ -371,3 +371,14 @@ def test_field_to_rgb_direction_is_hue_and_magnitude_is_value() -> None:
 def test_field_to_rgb_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="shape"):
         field_to_rgb(np.zeros((3, 4, 4), dtype=np.float32))
+
+
+def test_plot_stats_unwritable_json_is_one_line(tmp_path) -> None:
+    """Review finding: --json under a file gave a FileExistsError traceback."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / "f").write_text("x")
+    result = run(turbsim_cli, "plot-stats", "--size", "32x32", "--fields", "4", "--out",
+                 str(tmp_path / "p.png"), "--json", str(tmp_path / "f" / "s.json"))  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("Error: cannot write")
+    assert "Traceback" not in result.output

@@ -283,11 +283,13 @@ def test_disk_full_during_checkpoint_save(
     monkeypatch.setattr(checkpoints_module, "open", full, raising=False)
     run = tmp_path / "run"
     result = _train(str(shards), "--out", str(run), "--mode", "erfnet", "--max-steps", "2",
-                    "--checkpoint-every", "1", "--val-split", "none")  # fmt: skip
+                    "--checkpoint-every", "1", "--val-split", "none",
+                    "--log-every", "1")  # fmt: skip
     line = _one_line_error(result, progress=True)
     assert line == f"Error: {run / 'last.pt'}: No space left on device (disk full)"
     assert not [p for p in run.iterdir() if _files.is_temporary(p)]  # no temporary left
     assert not (run / "config.json").exists()  # no step kept: a plain rerun is not refused
+    assert '"step": 1' in (run / "metrics.jsonl").read_text()  # the log of the step stays
     monkeypatch.undo()
     rerun = _train(str(shards), "--out", str(run), "--mode", "erfnet", "--max-steps", "1")
     assert rerun.exit_code == 0, rerun.output

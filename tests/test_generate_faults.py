@@ -375,3 +375,16 @@ def test_two_shard_tasks_started_together_write_the_manifest(tree: Path, tmp_pat
     assert (out / "manifest.json").is_file()
     res = _cli(["verify", str(out)])
     assert res.exit_code == 0 and res.output.startswith("OK: 10 shards, 10 samples"), res.output
+
+
+def test_overwrite_with_a_shard_selection_is_refused(tree: Path, tmp_path: Path) -> None:
+    """Review finding: array tasks with --overwrite deleted each other's shards. Refused now,
+    as a usage error naming the flag, before anything is deleted."""
+    out = tmp_path / "out"
+    assert _cli([*_common(tree, out), "--shard-size", "2"]).exit_code == 0
+    before = _files(out)
+    res = _cli([*_common(tree, out), "--shard-size", "2", "--overwrite", "--shard-index", "0",
+                "--num-shards", "2"])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "'--overwrite'" in res.output and "shard selection" in res.output
+    assert _files(out) == before

@@ -79,6 +79,9 @@ def test_wheel_contains_the_recipes(wheel_env: tuple[Path, Path]) -> None:
     shipped = {p.name for p in (REPO / "data_manifests").glob("*.toml")}
     assert {"bmvc2020.toml", "weak.toml"} <= shipped
     assert {f"data_manifests/{n}" for n in shipped} <= names
+    studies = {p.name for p in (REPO / "feedbackseg" / "studies").glob("*.toml")}
+    assert {"cpu.toml", "paper.toml"} <= studies
+    assert {f"feedbackseg/studies/{n}" for n in studies} <= names
 
 
 def test_wheel_install_generates_with_a_shipped_recipe(wheel_env: tuple[Path, Path]) -> None:

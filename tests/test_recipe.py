@@ -173,7 +173,7 @@ def test_resolved_recipe_bytes_are_unchanged() -> None:
     """Digests recorded before Recipe became a typed dataclass: same canonical JSON."""
     default = resolve_recipe()
     assert default.digest() == DEFAULT_DIGEST
-    assert json.dumps(default.data, sort_keys=True).startswith('{"border": "clamp"')
+    assert json.dumps(default.data, sort_keys=True).startswith('{"blur": "none", "border": "clamp"')
     ranged = resolve_recipe(
         None,
         {"seed": 9, "cn2": "3e-13:1e-12", "store_flow": "int16", "size": "32x64", "variants": 2},
@@ -217,3 +217,18 @@ def test_hash_and_toml_round_trip(tmp_path) -> None:
     assert again.data == r.data and again.digest() == r.digest()
     assert resolve_recipe("bmvc2020").digest() != r.digest()
     assert len(r.digest()) == 64
+
+
+def test_blur_key_is_stated_but_keeps_older_digests() -> None:
+    """Issue 13: the resolved recipe says blur = none, yet a recipe written before the key
+    existed (a manifest without it) has the same digest, so its datasets stay resumable."""
+    default = resolve_recipe()
+    assert default.data["blur"] == "none" and default.blur == "none"
+    older = {k: v for k, v in default.data.items() if k != "blur"}
+    assert Recipe(older).blur == "none" and Recipe(older).digest() == default.digest()
+    blurred = resolve_recipe(None, {"blur": "short-exposure"})
+    assert blurred.blur == "short-exposure" and blurred.digest() != default.digest()
+    assert 'blur = "short-exposure"' in recipe_to_toml(blurred)
+    with pytest.raises(RecipeError, match="blur must be one of none, short-exposure"):
+        resolve_recipe(None, {"blur": "gaussian"})
+    assert resolve_recipe("strong-blur").blur == "short-exposure"

@@ -38,12 +38,20 @@ _EXPORTS: dict[str, str] = {
     "warp_image": "turbsim.warp",
 }
 
+#: Submodules reachable as attributes after a bare ``import turbsim`` (loaded on first use).
+_SUBMODULES = frozenset(
+    {"blur", "cityscapes", "diagnostics", "field", "generate", "params", "preview", "quantities",
+     "recipe", "seeding", "shards", "synthetic", "theory", "warp"}
+)  # fmt: skip
+
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 def __getattr__(name: str) -> Any:
     """Import the submodule that defines ``name`` on first use (PEP 562)."""
     module = _EXPORTS.get(name)
     if module is None:
+        if name in _SUBMODULES:  # `import turbsim; turbsim.theory` works as it did
+            return importlib.import_module(f"turbsim.{name}")
         raise AttributeError(f"module 'turbsim' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

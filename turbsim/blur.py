@@ -275,8 +275,10 @@ def blur_image(
         )
     else:
         per_channel = [replace(params, wavelength_m=float(w)) for w in channel_wavelengths_m]
-    pad = max(padding_px(p) for p in per_channel)
     height, width = image.shape[:2]
+    # A PSF wider than the image (absurd apertures) needs no more than one image of padding:
+    # beyond that the symmetric extension only repeats the frame (bounded memory).
+    pad = min(max(padding_px(p) for p in per_channel), max(height, width))
     rows = scipy.fft.next_fast_len(height + 2 * pad, real=True)
     cols = scipy.fft.next_fast_len(width + 2 * pad, real=True)
     work = np.float64 if image.dtype == np.float64 else np.float32

@@ -36,7 +36,7 @@ from typing import Literal, NamedTuple
 import cv2
 import numpy as np
 
-from turbsim.seeding import stable_hash as stable_stem_hash  # noqa: F401  (public name)
+from turbsim.seeding import stable_hash
 from turbsim.shards.schema import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -235,6 +235,11 @@ def _check_png(path: Path) -> _PngHeader:
     if not png_is_complete(path):
         raise _error(path, "truncated (no IEND chunk at the end)")
     return header
+
+
+def stable_stem_hash(stem: str) -> int:
+    """:func:`turbsim.seeding.stable_hash` of a Cityscapes stem (the per-sample seed's key)."""
+    return stable_hash(stem)
 
 
 def _short(path: Path) -> str:

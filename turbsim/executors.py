@@ -9,6 +9,7 @@ own pipe, so a module holds no mutable global and any number of runs can share a
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import pickle
 import signal
@@ -359,6 +360,9 @@ def run_dask(
         client = Client(cluster)
     else:
         client = Client(scheduler)
+    # the output folder is part of each task's key: two runs of one recipe into different folders
+    # on a shared scheduler must not share futures
+    out_key = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:8]
     try:
         futures = [
             client.submit(
@@ -370,7 +374,7 @@ def run_dask(
                 1,
                 None,
                 pure=False,
-                key=f"turbsim-shard-{t.global_index}-{recipe.digest()[:8]}",
+                key=f"turbsim-shard-{t.global_index}-{recipe.digest()[:8]}-{out_key}",
             )
             for t in tasks
         ]

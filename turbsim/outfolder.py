@@ -62,9 +62,14 @@ def output_lock(root: Path) -> Iterator[None]:
 
 
 def _is_our_file(path: Path, top_level: bool) -> bool:
-    """A file turbsim writes: manifest, recipe, lock, ``{split}/shard-*``, their temporaries."""
+    """A file turbsim writes: manifest, recipe, lock, ``{split}/shard-*``, their temporaries.
+
+    Judged by name (a folder is never ours): a concurrent task's temporary may vanish (renamed
+    into place) between listing the folder and looking at the entry, and must not count as
+    foreign then.
+    """
     name = path.name
-    if not path.is_file():
+    if path.is_dir():
         return False
     if top_level:
         ours = (shards.MANIFEST_NAME, RECIPE_FILE)
@@ -81,10 +86,12 @@ def foreign_entries(root: Path) -> list[str]:
     foreign = []
     for entry in sorted(root.iterdir()):
         if entry.is_dir() and not entry.is_symlink():
+            try:
+                children = sorted(entry.iterdir())
+            except FileNotFoundError:  # removed meanwhile (another task's --overwrite)
+                continue
             foreign += [
-                f"{entry.name}/{p.name}"
-                for p in sorted(entry.iterdir())
-                if not _is_our_file(p, top_level=False)
+                f"{entry.name}/{p.name}" for p in children if not _is_our_file(p, top_level=False)
             ]
         elif not _is_our_file(entry, top_level=True):
             foreign.append(entry.name)
@@ -165,11 +172,19 @@ def prepare_output(root: Path, recipe: Recipe, resume: bool, overwrite: bool, su
     temporaries; write ``recipe.json``.
 
     Raises:
-        GenerateError: ``key`` ``"resume"`` (resume with overwrite) or ``"out"`` (the folder).
+        GenerateError: ``key`` ``"resume"`` (resume with overwrite), ``"overwrite"`` (overwrite
+            with a shard selection) or ``"out"`` (the folder).
         OSError: the folder cannot be created or written.
     """
     if resume and overwrite:
         raise GenerateError("resume and overwrite exclude each other", "resume")
+    if overwrite and subset:
+        raise GenerateError(
+            "overwrite deletes the whole dataset, so it cannot go with a shard selection "
+            "(the tasks of one array would delete each other's shards): overwrite once without "
+            "a selection, or delete the folder, then start the tasks",
+            "overwrite",
+        )
     recipe_file = root / RECIPE_FILE
     if root.is_dir() and not recipe_file.is_file() and foreign_entries(root):
         _check_previous(root, recipe_file, recipe, continuing=False)  # before any lock file

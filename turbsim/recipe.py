@@ -70,15 +70,16 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "store_flow": "none",
     "border": "clamp",
     "normalize": "ensemble",
+    "blur": "none",
     "physics": REFERENCE_PARAMS.to_dict(),
 }
 
-#: Keys added after datasets were written with their default in force: a resolved recipe holds
-#: them only when they differ from the default, so the resolved recipe, recipe.json and the
-#: digest of every older recipe stay byte-identical (and such datasets stay resumable).
+#: Keys added after datasets were written with their default in force: at that default they are
+#: left out of :meth:`Recipe.digest`, so every older recipe keeps its digest (and its datasets
+#: stay resumable); a resolved recipe (manifest, recipe.json) always states them.
 OPTIONAL_DEFAULTS: dict[str, Any] = {"blur": "none"}
 
-_TOP_KEYS = set(DEFAULT_RECIPE) | set(OPTIONAL_DEFAULTS)
+_TOP_KEYS = set(DEFAULT_RECIPE)
 _PHYSICS_ALL = set(PHYSICS_KEYS) | {"wave"}
 
 
@@ -240,8 +241,15 @@ class Recipe:
         return (Recipe, (self.data,))
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON of the recipe (names and descriptions included)."""
-        blob = json.dumps(self.data, sort_keys=True, separators=(",", ":")).encode()
+        """sha256 of the canonical JSON of the recipe (names and descriptions included).
+
+        Keys of :data:`OPTIONAL_DEFAULTS` at their default are left out, so the digest of a
+        recipe that predates them is unchanged.
+        """
+        data = {
+            k: v for k, v in self.data.items() if OPTIONAL_DEFAULTS.get(k, object()) != v
+        }
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def sample_params(self, rng: np.random.Generator) -> TurbulenceParams:
@@ -377,9 +385,7 @@ def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
         raise RecipeError(
             f"{source}: blur must be one of {', '.join(BLUR_MODES)}; got {blur!r}", "blur"
         )
-    out.pop("blur", None)
-    if blur != OPTIONAL_DEFAULTS["blur"]:
-        out["blur"] = blur
+    out["blur"] = blur
     for key, choices in (
         ("compression", COMPRESSIONS),
         ("store_flow", FLOW_STORAGE),

@@ -136,7 +136,7 @@ def render_sample(
     }
 
 
-def configure_worker(threads: int) -> None:
+def configure_worker(threads: int, progress_queue: Any = None) -> None:
     """Size this process's thread pools (turbsim noise/FFT, Numba, OpenCV) and JIT-warm it.
 
     Cheap after the first call in a process (the kernels load from Numba's cache once); the
@@ -144,6 +144,8 @@ def configure_worker(threads: int) -> None:
 
     Args:
         threads: threads per pool, >= 1 (smaller values are raised to 1).
+        progress_queue: unused (progress now travels with each task's results); kept so that
+            callers of the old signature keep working.
     """
     threads = max(1, int(threads))
     set_field_threads(threads)
@@ -169,7 +171,7 @@ def run_shard(
 
     Args:
         task: the shard to render.
-        recipe: the run's recipe.
+        recipe: the run's recipe (or its resolved dict, as a manifest stores it).
         out_root: the output folder.
         skip_bad: record undecodable inputs in the sidecar instead of raising.
         threads: size of this process's thread pools (see :func:`configure_worker`).
@@ -179,6 +181,8 @@ def run_shard(
         The sidecar record: the ShardInfo dict plus ``names``, ``variants``, ``skipped`` and
         ``global_index``.
     """
+    if isinstance(recipe, dict):
+        recipe = Recipe(recipe)
     configure_worker(threads)
     root = Path(out_root)
     path = shards.shard_path(root, task.split, task.index)

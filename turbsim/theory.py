@@ -30,6 +30,7 @@ import scipy.special as sp
 from turbsim import table_cache
 from turbsim.params import TurbulenceParams, shape_value
 from turbsim.shards.schema import WAVES
+from turbsim.table_cache import cache_dir  # noqa: F401  (public here before table_cache)
 
 #: b in the Cheon-Muschinski closed forms.
 _B = 0.5216

@@ -1,0 +1,567 @@
+"""``fbseg study``: the paper's comparison as one command (cells x seeds of ordinary runs).
+
+A study names *cells*; each cell is a training configuration (``mode``, ``loss``, ``input``
+and any other :class:`~feedbackseg.config.TrainConfig` key) trained once per seed. The study
+file is TOML::
+
+    description = "what this grid is for"
+    seeds = [0, 1, 2]                 # optional (default 0, 1, 2; --seeds overrides)
+    [defaults]                        # keys shared by every cell
+    small = true
+    max_steps = 300
+    [cells.erfnet-clean]
+    mode = "erfnet"
+    input = "clean"
+    [cells.erfnet]
+    mode = "erfnet"
+
+Shipped studies (package data ``feedbackseg/studies/*.toml``, given by name): ``paper`` (the
+paper's grid, full networks, for GPUs) and ``cpu`` (small networks, sized for 2 CPU cores).
+
+Layout of the study folder STUDY:
+
+- ``runs/{cell}/seed-{seed}/``: an ordinary run folder (``fbseg train``'s config.json,
+  metrics.jsonl, last.pt, best.pt), validated on the ``val`` split of its own input; a finished run
+  is skipped, an unfinished one resumed (``resume=True``);
+- ``runs/{cell}/seed-{seed}/study_eval.json``: that run's evaluation (:func:`evaluate_run`),
+  so re-aggregating never re-evaluates;
+- ``study.json`` (the resolved study), ``results.json``, ``results.md``, ``study.png``
+  (:mod:`feedbackseg.study_report`), written once every run is finished.
+
+Every number of ``results.json`` comes from :func:`feedbackseg.evaluate.evaluate_checkpoint` on
+``best.pt`` with the defaults of ``fbseg eval`` (split ``val``, the checkpoint's height and
+iterations, batch 1, float32), so ``fbseg eval RUN/best.pt SHARDS`` prints the same mIoU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from feedbackseg.config import ConfigError, TrainConfig, config_diff, resolve_config
+from feedbackseg.data import ShardDataset, split_names, split_shards, steps_per_epoch
+from feedbackseg.rundir import BEST_NAME, CONFIG_NAME, LAST_NAME, read_metrics
+from turbsim import _files
+
+__all__ = [
+    "DEFAULT_SEEDS",
+    "EVAL_NAME",
+    "FORBIDDEN_KEYS",
+    "STUDY_SPLIT",
+    "Cell",
+    "Study",
+    "StudyError",
+    "evaluate_run",
+    "inverse_flow",
+    "load_study",
+    "parse_only",
+    "parse_seeds",
+    "run_config",
+    "run_dir",
+    "run_study",
+    "shipped_studies",
+]
+
+#: Seeds of a study file that names none.
+DEFAULT_SEEDS = (0, 1, 2)
+#: Per-run evaluation file, next to best.pt.
+EVAL_NAME = "study_eval.json"
+#: The split every run is validated and evaluated on.
+STUDY_SPLIT = "val"
+#: Keys a study sets itself: a cell or ``[defaults]`` may not.
+FORBIDDEN_KEYS = frozenset({"shards", "out", "seed", "resume", "overwrite", "val_split"})
+#: Top-level keys of a study file.
+_TOP_KEYS = frozenset({"description", "seeds", "defaults", "cells"})
+#: Iterations of the fixed point of :func:`inverse_flow`.
+_INVERSE_ITERATIONS = 20
+
+
+class StudyError(ValueError):
+    """A bad study (file, name, --only, --seeds) or study folder; one-line message.
+
+    Attributes:
+        key: the command-line argument at fault ("study", "only", "seeds") or None (the
+            study file itself, or the study folder).
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training configuration of a study.
+
+    Attributes:
+        name: the cell's name (a folder name under ``STUDY/runs``).
+        values: its TrainConfig keys (``[defaults]`` merged under the cell's own).
+    """
+
+    name: str
+    values: dict[str, Any]
+
+    @property
+    def mode(self) -> str:
+        return str(self.values.get("mode", TrainConfig.mode))
+
+    @property
+    def loss(self) -> str:
+        return str(self.values.get("loss", TrainConfig.loss))
+
+    @property
+    def input(self) -> str:
+        return str(self.values.get("input", TrainConfig.input))
+
+    @property
+    def restores(self) -> bool:
+        """Whether the cell has a restorer R (restore-seg, feedback)."""
+        return self.mode != "erfnet"
+
+
+@dataclass(frozen=True)
+class Study:
+    """Cells x seeds, as read from a study file.
+
+    Attributes:
+        source: the file (or ``shipped:NAME``) it was read from.
+        cells: the cells by name, in file order.
+        seeds: the seeds every cell is trained with.
+        description: the file's ``description``.
+    """
+
+    source: str
+    cells: dict[str, Cell]
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    description: str = ""
+
+    def runs(self) -> list[tuple[str, int]]:
+        """Every (cell, seed), cells in file order."""
+        return [(name, seed) for name in self.cells for seed in self.seeds]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly: source, description, seeds, cells {name: values}."""
+        return {
+            "source": self.source,
+            "description": self.description,
+            "seeds": list(self.seeds),
+            "cells": {n: json.loads(json.dumps(c.values)) for n, c in self.cells.items()},
+        }
+
+
+# ------------------------------------------------------------------------------ parsing
+def shipped_studies() -> list[str]:
+    """Names of the studies shipped in ``feedbackseg/studies`` (package data)."""
+    folder = resources.files("feedbackseg") / "studies"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _study_text(spec: str | os.PathLike) -> tuple[str, str]:
+    """(source, TOML text) of a study file path or shipped name."""
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.suffix == ".toml" or path.exists() or os.sep in text:
+        if not path.is_file():
+            raise StudyError(f"{path}: no such study file", key="study")
+        try:
+            return str(path), path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise StudyError(f"{path}: cannot be read ({error})") from None
+    names = shipped_studies()
+    if text not in names:
+        raise StudyError(
+            f"{text!r} is neither a study file nor a shipped study ({', '.join(names)})",
+            key="study",
+        )
+    resource = resources.files("feedbackseg") / "studies" / f"{text}.toml"
+    return f"shipped:{text}", resource.read_text()
+
+
+def _table_values(source: str, where: str, table: Any) -> dict[str, Any]:
+    """The TrainConfig keys of a ``[defaults]`` or cell table (hyphens -> underscores)."""
+    if not isinstance(table, dict):
+        raise StudyError(f"{source}: {where} must be a table")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = str(key).replace("-", "_")
+        if name in FORBIDDEN_KEYS:
+            raise StudyError(f"{source}: {where}: {key!r} is set by the study, not by a cell")
+        if name not in TrainConfig.__dataclass_fields__:
+            raise StudyError(f"{source}: {where}: unknown key {key!r}")
+        out[name] = value
+    return out
+
+
+def _check_seeds(seeds: Any, where: str, key: str | None = None) -> tuple[int, ...]:
+    if (
+        not isinstance(seeds, list | tuple)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise StudyError(f"{where}: seeds must be distinct integers >= 0, got {seeds!r}", key)
+    return tuple(int(s) for s in seeds)
+
+
+def parse_study(text: str, source: str) -> Study:
+    """A :class:`Study` from TOML text; every cell's config is resolved to check it.
+
+    Raises:
+        StudyError: bad TOML, an unknown or forbidden key, no cells, bad seeds, or a cell
+            whose config is invalid (unknown mode, bad height, ...); one line naming
+            ``source`` and the cell.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise StudyError(f"{source}: not valid TOML ({error})") from None
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise StudyError(
+            f"{source}: unknown key {unknown[0]!r} (expected {', '.join(sorted(_TOP_KEYS))})"
+        )
+    seeds = _check_seeds(data.get("seeds", list(DEFAULT_SEEDS)), source)
+    defaults = _table_values(source, "[defaults]", data.get("defaults", {}))
+    tables = data.get("cells")
+    if not isinstance(tables, dict) or not tables:
+        raise StudyError(f"{source}: no cells (add [cells.NAME] tables)")
+    cells: dict[str, Cell] = {}
+    for name, table in tables.items():
+        if not name or "/" in name or name.startswith(".") or ":" in name:
+            raise StudyError(f"{source}: bad cell name {name!r}")
+        values = {**defaults, **_table_values(source, f"[cells.{name}]", table)}
+        try:
+            resolve_config("SHARDS", "OUT", values.get("recipe"), None, values)
+        except ConfigError as error:
+            raise StudyError(f"{source}: [cells.{name}]: {error}") from None
+        cells[name] = Cell(name, values)
+    return Study(source, cells, seeds, str(data.get("description", "")))
+
+
+def load_study(spec: str | os.PathLike) -> Study:
+    """Read a study: a TOML file path or a shipped name (:func:`shipped_studies`).
+
+    Raises:
+        StudyError: an unknown name (key ``study``) or a bad file (:func:`parse_study`).
+    """
+    source, text = _study_text(spec)
+    return parse_study(text, source)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> (0, 1, 2). Raises StudyError (key ``seeds``)."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise StudyError(f"{text!r} is not a comma-separated list of seeds", "seeds") from None
+    return _check_seeds(seeds, "--seeds", "seeds")
+
+
+def parse_only(text: str, study: Study) -> list[tuple[str, int]]:
+    """The runs ``--only CELL`` or ``--only CELL:SEED`` selects.
+
+    Raises:
+        StudyError: unknown cell or seed (key ``only``).
+    """
+    name, _, seed_text = text.partition(":")
+    if name not in study.cells:
+        raise StudyError(f"unknown cell {name!r} (the study has: {', '.join(study.cells)})", "only")
+    if not seed_text:
+        return [(name, seed) for seed in study.seeds]
+    try:
+        seed = int(seed_text)
+    except ValueError:
+        raise StudyError(f"{seed_text!r} is not a seed (CELL:SEED)", "only") from None
+    if seed not in study.seeds:
+        seeds = ", ".join(map(str, study.seeds))
+        raise StudyError(f"seed {seed} is not one of the study's seeds ({seeds})", "only")
+    return [(name, seed)]
+
+
+# ------------------------------------------------------------------------------ runs
+def run_dir(study_dir: str | os.PathLike, cell: str, seed: int) -> Path:
+    """``STUDY/runs/{cell}/seed-{seed}``."""
+    return Path(study_dir) / "runs" / cell / f"seed-{seed}"
+
+
+def run_config(
+    study: Study,
+    cell: str,
+    seed: int,
+    shards: str | os.PathLike,
+    study_dir: str | os.PathLike,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """The TrainConfig of one run: the cell's values, ``seed``, validation on ``val``."""
+    values = {**study.cells[cell].values, **(overrides or {})}
+    values.update(seed=seed, val_split=STUDY_SPLIT)
+    out = run_dir(study_dir, cell, seed)
+    try:
+        return resolve_config(shards, out, values.get("recipe"), None, values)
+    except ConfigError as error:
+        raise StudyError(f"{study.source}: [cells.{cell}]: {error}") from None
+
+
+def total_steps(config: TrainConfig) -> int:
+    """Optimiser steps of a run of ``config`` in one process (what the trainer targets)."""
+    if config.max_steps is not None:
+        return config.max_steps
+    samples = sum(int(e["samples"]) for e in split_shards(config.shards, config.train_split))
+    return config.epochs * steps_per_epoch(samples, config.batch_size)
+
+
+def run_finished(config: TrainConfig) -> bool:
+    """Whether the run folder holds a finished run of ``config`` (a record at its last step).
+
+    Raises:
+        StudyError: the folder holds a run of another config.
+    """
+    run = Path(config.out)
+    if not (run / CONFIG_NAME).is_file():
+        return False
+    try:
+        old = json.loads((run / CONFIG_NAME).read_text())
+    except json.JSONDecodeError as error:
+        raise StudyError(f"{run / CONFIG_NAME}: not valid JSON ({error})") from None
+    differ = config_diff(old, config.to_dict())
+    if differ:
+        raise StudyError(
+            f"{run}: holds a run of another config ({'; '.join(differ)}); the study file "
+            "changed: use a new --out"
+        )
+    target = total_steps(config)
+    try:
+        records = read_metrics(run)
+    except Exception:  # noqa: BLE001 - no or unreadable metrics: not finished
+        return False
+    return any(r.get("step", 0) >= target for r in records) and (run / BEST_NAME).is_file()
+
+
+def _train_run(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> None:
+    """Train (or resume) one run; a started run is resumed only with ``resume``."""
+    from feedbackseg.train import train
+
+    run = Path(config.out)
+    started = (run / CONFIG_NAME).is_file()
+    if started and not (run / LAST_NAME).is_file():
+        config = dataclasses.replace(config, overwrite=True)  # no checkpoint: nothing to keep
+    elif started:
+        if not resume:
+            raise StudyError(f"{run}: unfinished run; pass --resume to continue it")
+        config = dataclasses.replace(config, resume=True)
+    train(config, log=log)
+
+
+# ------------------------------------------------------------------------------ evaluation
+def inverse_flow(field: torch.Tensor, iterations: int = _INVERSE_ITERATIONS) -> torch.Tensor:
+    """The flow G that undoes the displacement F: what R's flow equals for a perfect restoration.
+
+    Convention (turbsim README "Conventions", :func:`feedbackseg.flow.warp`): the shards hold
+    ``distorted(p) = clean(p + F(p))`` and R outputs ``restored(p) = distorted(p + G(p))``
+    = ``clean(p + G(p) + F(p + G(p)))``, so restoration is perfect when
+    ``G(p) = -F(p + G(p))``: the inverse displacement, ``-F`` to first order (not ``-F``
+    exactly: F is sampled at the displaced point). Solved by the fixed point
+    ``G <- -F(p + G)`` (bilinear sampling, clamped border), a contraction while F's gradient
+    is below 1 (a few px of smooth tilt: converged to ~1e-6 px in far fewer than 20 steps).
+
+    Args:
+        field: F, (B, 2, H, W) [px], (row, col).
+        iterations: fixed-point steps.
+
+    Returns:
+        G, (B, 2, H, W) float32 [px].
+    """
+    from feedbackseg.flow import warp
+
+    field = field.float()
+    inverse = -field
+    for _ in range(iterations):
+        inverse = -warp(field, inverse)
+    return inverse
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Per-image PSNR [dB] of images in [0, 1], (B, 3, H, W) -> (B,)."""
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return (10.0 * torch.log10(1.0 / mse)).cpu().numpy()
+
+
+@torch.no_grad()
+def _restoration(checkpoint_path: Path, shards: str, device: str) -> dict[str, float]:
+    """PSNR of R's restoration and of the input against the clean images, and R's flow EPE
+    against :func:`inverse_flow` of the stored field (when the shards store it), over
+    :data:`STUDY_SPLIT` at the checkpoint's height; PSNR is the mean of per-image values."""
+    from feedbackseg.inference import checkpoint_height, checkpoint_iterations, load_model
+    from feedbackseg.models import infer
+
+    model, checkpoint = load_model(checkpoint_path, device)
+    dataset = ShardDataset(shards, STUDY_SPLIT, height=checkpoint_height(checkpoint))
+    iterations = checkpoint_iterations(checkpoint)
+    has_flow = dataset.has_flow
+    dev = next(model.parameters()).device
+    restored_db, distorted_db, epe = [], [], []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        x = item["distorted"][None].to(dev)
+        clean = item["clean"][None].to(dev)
+        out = infer(model, x, iterations)
+        restored_db.extend(_psnr(out.restored[-1].clamp(0, 1), clean))
+        distorted_db.extend(_psnr(x, clean))
+        if has_flow:
+            truth = inverse_flow(torch.from_numpy(dataset.flow(index))[None].to(dev))
+            error = (out.flows[-1].float() - truth).pow(2).sum(1).sqrt()
+            epe.append(float(error.mean()))
+    dataset.close()
+    result = {
+        "psnr_restored": float(np.mean(restored_db)),
+        "psnr_distorted": float(np.mean(distorted_db)),
+    }
+    if has_flow:
+        result["flow_epe_px"] = float(np.mean(epe))
+    return result
+
+
+def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> dict[str, Any]:
+    """Evaluate a finished run's best.pt and write ``RUN/study_eval.json`` (read back if there).
+
+    Keys: ``miou``, ``per_class`` (fractions; distorted val: what ``fbseg eval RUN/best.pt
+    SHARDS`` reports), ``pixel_accuracy``, ``resolution`` [H, W], ``iterations``, ``step``
+    (of best.pt), ``steps`` (of the run); ``miou_clean``, ``per_class_clean`` for a cell
+    trained on clean input (the clean val images); ``psnr_restored``, ``psnr_distorted`` [dB]
+    and, when the shards store the flow, ``flow_epe_px`` for restoration cells.
+    """
+    from feedbackseg.evaluate import evaluate_checkpoint
+
+    run = Path(config.out)
+    path = run / EVAL_NAME
+    if path.is_file():
+        return json.loads(path.read_text())
+    device = device or config.device
+    best = run / BEST_NAME
+    evaluation = evaluate_checkpoint(best, config.shards, STUDY_SPLIT, device=device)
+    result = evaluation.result.to_dict()
+    data: dict[str, Any] = {
+        "miou": result["miou"],
+        "per_class": result["per_class"],
+        "pixel_accuracy": result["pixel_accuracy"],
+        "resolution": result["resolution"],
+        "iterations": evaluation.iterations,
+        "step": evaluation.step,
+        "steps": total_steps(config),
+    }
+    if cell.input == "clean":
+        clean = evaluate_checkpoint(best, config.shards, STUDY_SPLIT, device=device, input="clean")
+        data["miou_clean"] = clean.result.to_dict()["miou"]
+        data["per_class_clean"] = clean.result.to_dict()["per_class"]
+    if cell.restores:
+        data.update(_restoration(best, config.shards, device))
+    if _is_main():
+        _files.write_json(path, _finite(data), indent=2)
+    return data
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities -> None (strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _is_main() -> bool:
+    """Rank 0 of a torchrun launch (or no launch) writes the study's files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ------------------------------------------------------------------------------ driver
+@dataclass
+class StudyOutcome:
+    """What :func:`run_study` did.
+
+    Attributes:
+        trained: runs trained or resumed now.
+        skipped: runs found finished.
+        pending: runs of the study not finished yet (no results written while any is).
+        written: the result files written (empty while runs are pending).
+    """
+
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+def run_study(
+    study: Study,
+    shards: str | os.PathLike,
+    study_dir: str | os.PathLike,
+    only: Iterable[tuple[str, int]] | None = None,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StudyOutcome:
+    """Train and evaluate the study's runs, then aggregate once every run is finished.
+
+    Args:
+        study: the cells and seeds.
+        shards: the turbsim shard folder (``train`` and ``val`` splits).
+        study_dir: STUDY.
+        only: the runs to train now (``--only``); None: all of them.
+        resume: continue unfinished runs (without it, an unfinished run is an error).
+        overrides: TrainConfig keys over every cell (e.g. ``device``).
+        log: progress lines (default: none).
+
+    Raises:
+        StudyError: no ``val`` split, a run folder of another config, an unfinished run
+            without ``resume``. What :func:`feedbackseg.train.train` and
+            :func:`feedbackseg.evaluate.evaluate_checkpoint` raise passes through.
+    """
+    from feedbackseg.study_report import write_results
+
+    say = log or (lambda _: None)
+    if STUDY_SPLIT not in split_names(shards):
+        raise StudyError(f"{shards}: no split {STUDY_SPLIT!r}; a study validates on it")
+    study_dir = Path(study_dir)
+    if _is_main():
+        study_dir.mkdir(parents=True, exist_ok=True)
+        _files.write_json(study_dir / "study.json", study.to_dict(), indent=2)
+    selected = list(only) if only is not None else study.runs()
+    outcome = StudyOutcome()
+    for cell, seed in selected:
+        name = f"{cell}:{seed}"
+        config = run_config(study, cell, seed, shards, study_dir, overrides)
+        if run_finished(config):
+            outcome.skipped.append(name)
+            say(f"[{name}] finished already: {config.out}")
+        else:
+            say(f"[{name}] training into {config.out}")
+            _train_run(config, resume, lambda m, n=name: say(f"[{n}] {m}"))
+            outcome.trained.append(name)
+        evaluate_run(config, study.cells[cell])
+    evaluations: dict[str, dict[int, dict[str, Any]]] = {}
+    for cell, seed in study.runs():
+        config = run_config(study, cell, seed, shards, study_dir, overrides)
+        if not run_finished(config):
+            outcome.pending.append(f"{cell}:{seed}")
+            continue
+        evaluations.setdefault(cell, {})[seed] = evaluate_run(config, study.cells[cell])
+    if outcome.pending:
+        say(f"{len(outcome.pending)} run(s) not finished: results once they are")
+        return outcome
+    if _is_main():
+        outcome.written = write_results(study, evaluations, study_dir, say)
+    return outcome

@@ -1,0 +1,318 @@
+"""Aggregation of a finished study: ``results.json``, ``results.md`` and ``study.png``.
+
+``results.json`` is a contract (read by checks outside this repository; keep its keys)::
+
+    {"cells": {CELL: {"seeds": [..], "miou": [per seed, distorted val, %], "miou_mean": ..,
+                      "miou_ci95": .., "miou_clean": [per seed, clean val, %] (cells trained
+                      on clean input only), "per_class_mean": {class: IoU %},
+                      "recovered": .., "recovered_ci95": .., and for restoration cells
+                      "psnr_restored", "psnr_distorted" [dB], "flow_epe_px" (shards with flow)},
+               ...},
+     "harm": {"mean": .., "ci95": ..}, "resolution": "HxW", "steps": .., "paper": {...}}
+
+- ``miou_ci95`` (and every ``*_ci95``): half-width of the 95 % Student-t interval of the mean,
+  ``t.ppf(0.975, n - 1) * s / sqrt(n)`` with ``s`` the sample standard deviation (ddof 1);
+  None for a single seed.
+- ``harm``: per seed, the mIoU of the clean-trained ERFNet (mode erfnet, input clean) on the
+  clean val images minus the mIoU of ERFNet trained and evaluated on distorted images (mode
+  erfnet, input distorted), paired by seed [mIoU points]; None when the study lacks a cell.
+- ``recovered``: per seed, ``(miou_cell - miou_erfnet) / harm``, mean and 95 % interval.
+- ``per_class_mean``: the mean over seeds of each class's IoU [%] (classes absent from a run's
+  ground truth and prediction are left out of that class's mean; None when absent in all).
+- ``psnr_*``, ``flow_epe_px``: means over seeds of the per-run values.
+- ``steps``: the runs' training length in steps (one number; a dict by cell if they differ).
+- ``paper``: the deltas the papers report (SPEC-feedbackseg section 6).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turbsim import _files
+
+__all__ = [
+    "PAPER",
+    "RESULTS_JSON",
+    "RESULTS_MD",
+    "STUDY_PNG",
+    "aggregate",
+    "ci95",
+    "references",
+    "results_markdown",
+    "write_results",
+]
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+STUDY_PNG = "study.png"
+
+#: What the papers report (SPEC-feedbackseg section 6: the BMVC 2020 abstract, Rai et al.; the
+#: WACV 2020 paper, Rai et al.), in mIoU points on distorted Cityscapes val.
+PAPER: dict[str, Any] = {
+    "feedback_over_erfnet": 17.41,
+    "cb_ifl_share": 1.9,
+    "restore_seg_over_erfnet": 12.71,
+    "source": (
+        "Rai et al., BMVC 2020, abstract: the feedback method +17.41 mIoU over ERFNet on "
+        "distorted Cityscapes, of which +1.9 mIoU from CB-iFL; Rai et al., WACV 2020 "
+        "(restoration + segmentation, no feedback): +12.71 IoU (SPEC-feedbackseg section 6)"
+    ),
+}
+
+
+def ci95(values: Sequence[float]) -> float | None:
+    """Half-width of the 95 % Student-t interval of the mean of ``values`` (None for n < 2)."""
+    from scipy import stats
+
+    data = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    n = data.size
+    if n < 2:
+        return None
+    return float(stats.t.ppf(0.975, n - 1) * data.std(ddof=1) / math.sqrt(n))
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    data = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(data)) if data else None
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else 100.0 * float(value)
+
+
+def _reference(cells: Mapping[str, Any], mode: str, input: str, preferred: str) -> str | None:
+    """The cell named ``preferred`` if it has that mode and input, else the first that has."""
+    matches = [n for n, c in cells.items() if c.mode == mode and c.input == input]
+    return preferred if preferred in matches else (matches[0] if matches else None)
+
+
+def references(study: Any) -> tuple[str | None, str | None]:
+    """(clean-trained ERFNet cell, distorted ERFNet cell) of the harm; None where missing.
+
+    ``erfnet-clean`` / ``erfnet`` when they have the right mode and input, else the first cell
+    that has (mode erfnet, input clean / distorted).
+    """
+    return (
+        _reference(study.cells, "erfnet", "clean", "erfnet-clean"),
+        _reference(study.cells, "erfnet", "distorted", "erfnet"),
+    )
+
+
+def _cell_summary(cell: Any, runs: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    seeds = sorted(runs)
+    miou = [_pct(runs[s]["miou"]) for s in seeds]
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "miou": miou,
+        "miou_mean": _mean(miou),
+        "miou_ci95": ci95(miou),
+    }
+    if cell.input == "clean":
+        out["miou_clean"] = [_pct(runs[s].get("miou_clean")) for s in seeds]
+    classes = list(runs[seeds[0]]["per_class"])
+    out["per_class_mean"] = {
+        k: _mean([_pct(runs[s]["per_class"].get(k)) for s in seeds]) for k in classes
+    }
+    if cell.restores:
+        for key in ("psnr_restored", "psnr_distorted", "flow_epe_px"):
+            if all(key in runs[s] for s in seeds):
+                out[key] = _mean([runs[s][key] for s in seeds])
+    return out
+
+
+def aggregate(
+    study: Any, evaluations: Mapping[str, Mapping[int, Mapping[str, Any]]]
+) -> dict[str, Any]:
+    """``results.json`` (see the module docstring) from every run's evaluation.
+
+    Args:
+        study: the :class:`feedbackseg.study.Study`.
+        evaluations: cell -> seed -> the run's :func:`feedbackseg.study.evaluate_run` dict.
+    """
+    cells = {name: _cell_summary(study.cells[name], evaluations[name]) for name in study.cells}
+    clean_ref, dist_ref = references(study)
+    harm: dict[str, Any] = {"mean": None, "ci95": None}
+    per_seed_harm: dict[int, float] = {}
+    if clean_ref is not None and dist_ref is not None:
+        clean, dist = cells[clean_ref], cells[dist_ref]
+        clean_by_seed = dict(zip(clean["seeds"], clean["miou_clean"], strict=True))
+        dist_by_seed = dict(zip(dist["seeds"], dist["miou"], strict=True))
+        for seed in sorted(set(clean_by_seed) & set(dist_by_seed)):
+            if clean_by_seed[seed] is not None and dist_by_seed[seed] is not None:
+                per_seed_harm[seed] = clean_by_seed[seed] - dist_by_seed[seed]
+        values = list(per_seed_harm.values())
+        harm = {"mean": _mean(values) if values else None, "ci95": ci95(values)}
+    for summary in cells.values():
+        recovered = []
+        if dist_ref is not None:
+            base = dict(zip(cells[dist_ref]["seeds"], cells[dist_ref]["miou"], strict=True))
+            for seed, value in zip(summary["seeds"], summary["miou"], strict=True):
+                h = per_seed_harm.get(seed)
+                if h and value is not None and base.get(seed) is not None:
+                    recovered.append((value - base[seed]) / h)
+        summary["recovered"] = _mean(recovered) if recovered else None
+        summary["recovered_ci95"] = ci95(recovered) if recovered else None
+    runs = [r for by_seed in evaluations.values() for r in by_seed.values()]
+    h, w = runs[0]["resolution"]
+    steps_by_cell = {n: max(r["steps"] for r in evaluations[n].values()) for n in study.cells}
+    steps: Any = steps_by_cell
+    if len(set(steps_by_cell.values())) == 1:
+        steps = next(iter(steps_by_cell.values()))
+    return {
+        "cells": cells,
+        "harm": harm,
+        "resolution": f"{h}x{w}",
+        "steps": steps,
+        "paper": dict(PAPER),
+    }
+
+
+def _paired_delta(cell: Mapping[str, Any], base: Mapping[str, Any]) -> tuple[float, float | None]:
+    """Mean and 95 % half-width of ``cell - base`` mIoU, paired by seed."""
+    by_seed = dict(zip(base["seeds"], base["miou"], strict=True))
+    deltas = [
+        v - by_seed[s] for s, v in zip(cell["seeds"], cell["miou"], strict=True) if s in by_seed
+    ]
+    return float(np.mean(deltas)), ci95(deltas)
+
+
+def _fmt(mean: float | None, half: float | None = None, digits: int = 2, sign: bool = False) -> str:
+    if mean is None:
+        return "n/a"
+    text = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
+    return text if half is None else f"{text} ± {half:.{digits}f}"
+
+
+def _paper_delta(cell: Any) -> str:
+    if cell.mode == "feedback" and cell.loss == "cb-ifl" and cell.input == "distorted":
+        return f"+{PAPER['feedback_over_erfnet']}"
+    if cell.mode == "restore-seg" and cell.input == "distorted":
+        return f"+{PAPER['restore_seg_over_erfnet']} (WACV 2020)"
+    return ""
+
+
+def results_markdown(study: Any, results: Mapping[str, Any]) -> str:
+    """The study's table (mIoU, paired deltas over ERFNet next to the paper's, recovered
+    fraction of the harm, restoration quality) and how to read it, as Markdown."""
+    cells, harm = results["cells"], results["harm"]
+    dist_ref = references(study)[1]
+    lines = [
+        f"# Study results ({study.source})",
+        "",
+        f"Distorted val split at {results['resolution']} (H x W) px, {results['steps']} training "
+        f"steps per run, seeds {', '.join(map(str, study.seeds))}. mIoU in %; ± is the "
+        "half-width of the 95 % t-interval over seeds; deltas are paired by seed.",
+        "",
+        "| cell | mode | loss | input | mIoU (distorted val) | mIoU (clean val) | "
+        "Δ over ERFNet | paper Δ | recovered | PSNR restored / distorted [dB] | flow EPE [px] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, summary in cells.items():
+        cell = study.cells[name]
+        clean = summary.get("miou_clean")
+        clean_text = _fmt(_mean(clean), ci95(clean)) if clean else ""
+        delta = ""
+        if dist_ref is not None and name != dist_ref:
+            delta = _fmt(*_paired_delta(summary, cells[dist_ref]), sign=True)
+        rec = _fmt(summary["recovered"], summary["recovered_ci95"])
+        psnr = ""
+        if "psnr_restored" in summary:
+            psnr = f"{summary['psnr_restored']:.2f} / {summary['psnr_distorted']:.2f}"
+        epe = _fmt(summary.get("flow_epe_px")) if "flow_epe_px" in summary else ""
+        lines.append(
+            f"| {name} | {cell.mode} | {cell.loss} | {cell.input} | "
+            f"{_fmt(summary['miou_mean'], summary['miou_ci95'])} | {clean_text} | {delta} | "
+            f"{_paper_delta(cell)} | {rec} | {psnr} | {epe} |"
+        )
+    lines.append("")
+    if harm["mean"] is None:
+        lines.append(
+            "Harm and recovered fractions: n/a (the study lacks an ERFNet cell trained on clean "
+            "input, mode erfnet + input clean, or one trained on distorted input)."
+        )
+    else:
+        lines.append(
+            f"Harm of turbulence: {_fmt(harm['mean'], harm['ci95'])} mIoU points (ERFNet trained "
+            "and evaluated on clean images minus ERFNet trained and evaluated on distorted ones). "
+            "'recovered' is the fraction of that harm a cell wins back over ERFNet."
+        )
+    lines += [
+        "",
+        f"Paper: {PAPER['source']}. The CB-iFL share (+{PAPER['cb_ifl_share']}) compares with "
+        "a feedback cell with loss cb-ifl minus one with loss ce. The papers' numbers are on "
+        "real Cityscapes with full training; a short synthetic study measures the same "
+        "quantities, not the same values.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot(study: Any, results: Mapping[str, Any], path: Path) -> None:
+    """Bars of mIoU per cell with 95 % intervals (distorted val; clean val hatched)."""
+    from feedbackseg.plots import require_matplotlib
+
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(results["cells"])
+    cells = results["cells"]
+    figure = Figure(figsize=(max(5.0, 1.3 * len(names) + 2), 4.0), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    xs = np.arange(len(names), dtype=float)
+    means = [cells[n]["miou_mean"] or 0.0 for n in names]
+    errs = [cells[n]["miou_ci95"] or 0.0 for n in names]
+    ax.bar(xs, means, 0.6, yerr=errs, capsize=4, label="distorted val")
+    for x, name in zip(xs, names, strict=True):
+        clean = cells[name].get("miou_clean")
+        if clean:
+            ax.bar(x + 0.35, _mean(clean) or 0.0, 0.25, yerr=ci95(clean) or 0.0, capsize=3,
+                   hatch="//", color="white", edgecolor="C1", label="clean val")  # fmt: skip
+    ax.set_xticks(xs, names, rotation=20, ha="right")
+    ax.set_ylabel("mIoU [%]")
+    harm = results["harm"]["mean"]
+    title = f"{study.source}: {results['resolution']}, {results['steps']} steps"
+    ax.set_title(title + ("" if harm is None else f", harm {harm:.1f} points"), fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize=8)
+    with _files.atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+
+
+def write_results(
+    study: Any,
+    evaluations: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    study_dir: str | os.PathLike,
+    say: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Write ``results.json``, ``results.md`` and (with matplotlib) ``study.png``; the paths.
+
+    Without matplotlib the PNG is skipped with a note (``say`` and results.md).
+    """
+    from feedbackseg.study import _finite
+
+    say = say or (lambda _: None)
+    folder = Path(study_dir)
+    results = aggregate(study, evaluations)
+    markdown = results_markdown(study, results)
+    written = [folder / RESULTS_JSON, folder / RESULTS_MD]
+    try:
+        _plot(study, results, folder / STUDY_PNG)
+        written.append(folder / STUDY_PNG)
+    except ImportError as error:
+        note = f"{STUDY_PNG} not drawn: {error}"
+        markdown += f"\nNote: {note}\n"
+        say(f"note: {note}")
+    _files.write_json(folder / RESULTS_JSON, _finite(results), indent=2)
+    _files.write_text(folder / RESULTS_MD, markdown)
+    for path in written:
+        say(f"wrote {path}")
+    return written
