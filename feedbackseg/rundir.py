@@ -174,23 +174,42 @@ def clean_temporaries(run_dir: str | os.PathLike) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def saved_config_diff(
+    config: TrainConfig, error: type[Exception] = TrainError
+) -> tuple[Path, list[str]] | None:
+    """How ``config`` differs from the config.json saved in its run folder.
+
+    Returns:
+        None when the folder holds no config.json; else (its path, the differing keys as
+        :func:`feedbackseg.config.config_diff` words them; empty when equal).
+
+    Raises:
+        ``error``: config.json is not valid JSON (one line naming it).
+    """
+    from feedbackseg.config import config_diff
+
+    saved = Path(config.out) / CONFIG_NAME
+    if not saved.is_file():
+        return None
+    try:
+        old = json.loads(saved.read_text())
+    except json.JSONDecodeError as problem:
+        raise error(f"{saved}: not valid JSON ({problem})") from None
+    return saved, config_diff(old, config.to_dict())
+
+
 def _resume_checkpoint(config: TrainConfig) -> dict[str, Any]:
     """Check that RUN can be resumed with ``config``; its last.pt.
 
     ``out`` may differ from the saved config (a copied or moved run folder resumes).
     """
     from feedbackseg.checkpoints import CheckpointError, load_checkpoint
-    from feedbackseg.config import config_diff
 
     run = Path(config.out)
-    saved_config = run / CONFIG_NAME
-    if not saved_config.is_file():
+    saved = saved_config_diff(config)
+    if saved is None:
         raise TrainError(f"{run}: nothing to resume (no {CONFIG_NAME}); drop --resume")
-    try:
-        old = json.loads(saved_config.read_text())
-    except json.JSONDecodeError as error:
-        raise TrainError(f"{saved_config}: not valid JSON ({error})") from None
-    differ = config_diff(old, config.to_dict())
+    saved_config, differ = saved
     if differ:
         raise TrainError(
             f"{saved_config}: --resume with a different config ({'; '.join(differ)}); "

@@ -49,9 +49,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from feedbackseg.config import ConfigError, TrainConfig, config_diff, resolve_config
+from feedbackseg.config import ConfigError, TrainConfig, resolve_config
 from feedbackseg.data import ShardDataset, split_names, split_shards, steps_per_epoch
-from feedbackseg.rundir import BEST_NAME, CONFIG_NAME, LAST_NAME, read_metrics
+from feedbackseg.rundir import BEST_NAME, CONFIG_NAME, LAST_NAME, read_metrics, saved_config_diff
 from turbsim import _files
 
 __all__ = [
@@ -328,13 +328,10 @@ def run_finished(config: TrainConfig) -> bool:
         StudyError: the folder holds a run of another config.
     """
     run = Path(config.out)
-    if not (run / CONFIG_NAME).is_file():
+    saved = saved_config_diff(config, StudyError)
+    if saved is None:
         return False
-    try:
-        old = json.loads((run / CONFIG_NAME).read_text())
-    except json.JSONDecodeError as error:
-        raise StudyError(f"{run / CONFIG_NAME}: not valid JSON ({error})") from None
-    differ = config_diff(old, config.to_dict())
+    differ = saved[1]
     if differ:
         raise StudyError(
             f"{run}: holds a run of another config ({'; '.join(differ)}); the study file "

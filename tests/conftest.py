@@ -45,3 +45,17 @@ def reference_params():
     from turbsim import TurbulenceParams
 
     return TurbulenceParams(cn2=1e-12, path_length_m=2000.0, aperture_m=0.3 / 5.6)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """torch on one thread for a test module (tiny tensors: threads only cost), then restored.
+
+    torch is imported here, not at the top, so turbsim's tests run without it.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

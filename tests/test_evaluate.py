@@ -45,12 +45,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VAL_SAMPLES = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,7 @@ IMAGE_HW = (60, 100)
 NET_HW = (64, 112)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _checkpoint(path: Path, mode: str) -> Path:

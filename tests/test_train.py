@@ -35,12 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = ["--small", "--height", "32", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _make_shards(tmp: Path, train: int, val: int | None) -> Path:
