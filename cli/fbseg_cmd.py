@@ -469,6 +469,8 @@ def import_checkpoint(source: str, dest: str) -> None:
         save_imported(info, dest)
     except CheckpointError as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise os_error(error) from None
     for note in info.notes:
         click.echo(f"note: {note}", err=True)
     classes = "" if info.num_classes is None else f", {info.num_classes} classes"

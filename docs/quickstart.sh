@@ -80,4 +80,13 @@ echo
 echo "What the numbers mean: $STEPS steps of small networks on $IMAGES synthetic scenes leave both"
 echo "models far from trained (the feedback model, with a restorer to train as well, more so), so"
 echo "compare.md shows that the pipeline runs, not which method is better. The method's measured"
-echo "effect needs full runs over several seeds: 'fbseg study' (see the README)."
+echo "effect needs longer runs over several seeds: 'fbseg study' (see the README). What it"
+echo "measured on the synthetic benchmark (docs/study.sh, 3 seeds; mIoU in %, +- the 95 % interval):"
+STUDY_MD="$(dirname "$0")/study/results.md"
+if [ -f "$STUDY_MD" ]; then
+    { grep -E '^\| (cell|erfnet|restore|feedback)' "$STUDY_MD" || true; } \
+        | cut -d '|' -f 2,6,7,8,9,10 | sed 's/^/  /'
+    { grep -E '^Harm of turbulence' "$STUDY_MD" || true; } | cut -d '(' -f 1 | sed 's/^/  /'
+else
+    echo "  (no committed study under $(dirname "$0")/study)"
+fi

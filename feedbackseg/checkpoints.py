@@ -37,9 +37,9 @@ from feedbackseg.weights import (
     CheckpointError,
     export_state_dict,
     load_strict,
+    save_atomic,
     unpickling_message,
 )
-from turbsim._files import atomic_path
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -57,54 +57,6 @@ __all__ = [
     "save_checkpoint",
     "save_imported",
 ]
-
-
-class _RecordingStream:
-    """A write-only file object that keeps the first OSError of its stream's ``write``.
-
-    torch.save swallows the OSError of a failed write (disk full, quota) and raises
-    ``RuntimeError("... unexpected pos ...")`` instead; this keeps the real cause.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.error: OSError | None = None
-
-    def write(self, data: Any) -> int:
-        try:
-            return self.stream.write(data)
-        except OSError as error:
-            self.error = self.error or error
-            raise
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def _torch_save_atomic(obj: Any, path: Path) -> None:
-    """torch.save through the project's atomic writer (:func:`turbsim._files.atomic_path`).
-
-    Saved through a file object, so the archive's record names do not depend on the temporary
-    file's name (the same payload gives the same bytes).
-
-    Raises:
-        OSError: the file cannot be written (disk full, read-only folder, ...); ``filename`` is
-            ``path`` (not the temporary), and torch's "unexpected pos" error becomes the OS error
-            that caused it. ``path`` keeps its old content.
-    """
-    try:
-        with atomic_path(path) as temporary, open(temporary, "xb") as stream:
-            recorder = _RecordingStream(stream)
-            try:
-                torch.save(obj, recorder)
-            except RuntimeError:
-                if recorder.error is None:
-                    raise
-                raise recorder.error from None
-    except OSError as error:
-        if error.filename == str(path):
-            raise
-        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
 
 
 #: ``format`` value of the checkpoints written by the trainer (RUN/last.pt, RUN/best.pt).
@@ -128,7 +80,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     path = Path(path)
     data = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _torch_save_atomic(data, path)
+    save_atomic(data, path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -165,7 +165,12 @@ class ShardDataset(Dataset):
             if not self.augment:
                 raise ValueError("crop needs augment=True")
             if self.crop[0] > self.image_size[0] or self.crop[1] > self.image_size[1]:
-                raise ValueError(f"crop {self.crop} is larger than the images {self.image_size}")
+                h, w = self.image_size
+                raise DataError(
+                    f"crop {self.crop[0]}x{self.crop[1]} is larger than the images of {root} "
+                    f"split {split!r} at this height ({h}x{w} px); use a smaller crop or a "
+                    "larger height"
+                )
 
     def _check_counts(self) -> None:
         """Open every shard once and compare its ``samples`` attribute (its length for files

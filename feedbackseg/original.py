@@ -46,9 +46,9 @@ from feedbackseg.weights import (
     export_state_dict,
     few,
     load_strict,
+    save_atomic,
     unpickling_message,
 )
-from turbsim._files import atomic_path
 from turbsim.shards.schema import NUM_CLASSES
 
 __all__ = [
@@ -250,6 +250,8 @@ def save_imported(info: ImportedCheckpoint, path: str | os.PathLike) -> dict[str
 
     Raises:
         CheckpointError: the destination folder does not exist.
+        OSError: the file cannot be written (disk full, read-only folder), naming ``path``;
+            ``path`` keeps its old content.
     """
     path = Path(path)
     payload = {
@@ -261,6 +263,5 @@ def save_imported(info: ImportedCheckpoint, path: str | os.PathLike) -> dict[str
     }
     if not path.parent.is_dir():
         raise CheckpointError(f"{path}: folder {path.parent} does not exist")
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+    save_atomic(payload, path)
     return payload

@@ -25,7 +25,8 @@ Layout of the study folder STUDY:
   is skipped, an unfinished one resumed (``resume=True``);
 - ``runs/{cell}/seed-{seed}/study_eval.json``: that run's evaluation (:func:`evaluate_run`),
   so re-aggregating never re-evaluates;
-- ``study.json`` (the resolved study), ``results.json``, ``results.md``, ``study.png``
+- ``study.json`` (the resolved study), ``results.json``, ``results.md``, ``study.png``,
+  ``curves.png``
   (:mod:`feedbackseg.study_report`), written once every run is finished.
 
 Every number of ``results.json`` comes from :func:`feedbackseg.evaluate.evaluate_checkpoint` on
@@ -398,7 +399,16 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 def _restoration(checkpoint_path: Path, shards: str, device: str) -> dict[str, float]:
     """PSNR of R's restoration and of the input against the clean images, and R's flow EPE
     against :func:`inverse_flow` of the stored field (when the shards store it), over
-    :data:`STUDY_SPLIT` at the checkpoint's height; PSNR is the mean of per-image values."""
+    :data:`STUDY_SPLIT` at the checkpoint's height; PSNR is the mean of per-image values.
+    ``flow_epe_zero_px`` is the EPE of a flow of zero (no restoration: the mean length of the
+    true inverse displacement), the scale ``flow_epe_px`` is to be read against;
+    ``flow_length_px`` the mean length of R's flow; ``psnr_oracle_flow`` the PSNR of the input
+    warped with the true inverse displacement (the best a restorer that only warps can do:
+    below the clean image's infinity when the shards are also blurred). With several feedback
+    iterations,
+    ``feedback_flow_change_px``: the mean length of R's last flow minus its first (what the
+    feedback signal changes in the restoration; the first iteration runs without it)."""
+    from feedbackseg.flow import warp
     from feedbackseg.inference import checkpoint_height, checkpoint_iterations, load_model
     from feedbackseg.models import infer
 
@@ -407,7 +417,8 @@ def _restoration(checkpoint_path: Path, shards: str, device: str) -> dict[str, f
     iterations = checkpoint_iterations(checkpoint)
     has_flow = dataset.has_flow
     dev = next(model.parameters()).device
-    restored_db, distorted_db, epe = [], [], []
+    restored_db, distorted_db, epe, epe_zero, length, change = [], [], [], [], [], []
+    oracle_db: list[float] = []
     for index in range(len(dataset)):
         item = dataset[index]
         x = item["distorted"][None].to(dev)
@@ -415,17 +426,28 @@ def _restoration(checkpoint_path: Path, shards: str, device: str) -> dict[str, f
         out = infer(model, x, iterations)
         restored_db.extend(_psnr(out.restored[-1].clamp(0, 1), clean))
         distorted_db.extend(_psnr(x, clean))
+        length.append(float(out.flows[-1].float().pow(2).sum(1).sqrt().mean()))
+        if len(out.flows) > 1:
+            step = (out.flows[-1].float() - out.flows[0].float()).pow(2).sum(1).sqrt()
+            change.append(float(step.mean()))
         if has_flow:
             truth = inverse_flow(torch.from_numpy(dataset.flow(index))[None].to(dev))
             error = (out.flows[-1].float() - truth).pow(2).sum(1).sqrt()
             epe.append(float(error.mean()))
+            epe_zero.append(float(truth.pow(2).sum(1).sqrt().mean()))
+            oracle_db.extend(_psnr(warp(x, truth).clamp(0, 1), clean))
     dataset.close()
     result = {
         "psnr_restored": float(np.mean(restored_db)),
         "psnr_distorted": float(np.mean(distorted_db)),
+        "flow_length_px": float(np.mean(length)),
     }
+    if change:
+        result["feedback_flow_change_px"] = float(np.mean(change))
     if has_flow:
         result["flow_epe_px"] = float(np.mean(epe))
+        result["flow_epe_zero_px"] = float(np.mean(epe_zero))
+        result["psnr_oracle_flow"] = float(np.mean(oracle_db))
     return result
 
 
@@ -436,7 +458,10 @@ def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> 
     SHARDS`` reports), ``pixel_accuracy``, ``resolution`` [H, W], ``iterations``, ``step``
     (of best.pt), ``steps`` (of the run); ``miou_clean``, ``per_class_clean`` for a cell
     trained on clean input (the clean val images); ``psnr_restored``, ``psnr_distorted`` [dB]
-    and, when the shards store the flow, ``flow_epe_px`` for restoration cells.
+    and, when the shards store the flow, ``flow_epe_px`` and ``flow_epe_zero_px`` for restoration
+    cells; ``miou_per_iteration`` (distorted val, after each feedback iteration t = 1..T) for
+    feedback cells. At t = 1 the feedback signal is exactly zero (the delta of logits is
+    ``logits_0 - logits_0``), so ``miou_per_iteration[0]`` is the mIoU with the feedback zeroed.
     """
     from feedbackseg.evaluate import evaluate_checkpoint
 
@@ -457,6 +482,8 @@ def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> 
         "step": evaluation.step,
         "steps": total_steps(config),
     }
+    if len(result.get("miou_per_iteration") or []) > 1:
+        data["miou_per_iteration"] = result["miou_per_iteration"]
     if cell.input == "clean":
         clean = evaluate_checkpoint(best, config.shards, STUDY_SPLIT, device=device, input="clean")
         data["miou_clean"] = clean.result.to_dict()["miou"]

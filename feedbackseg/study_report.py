@@ -6,7 +6,9 @@
                       "miou_ci95": .., "miou_clean": [per seed, clean val, %] (cells trained
                       on clean input only), "per_class_mean": {class: IoU %},
                       "recovered": .., "recovered_ci95": .., and for restoration cells
-                      "psnr_restored", "psnr_distorted" [dB], "flow_epe_px" (shards with flow)},
+                      "psnr_restored", "psnr_distorted" [dB], "flow_epe_px" (shards with flow)
+                      [, "flow_epe_zero_px"], and for feedback cells "miou_feedback_zeroed",
+                      "miou_per_iteration_mean"},
                ...},
      "harm": {"mean": .., "ci95": ..}, "resolution": "HxW", "steps": .., "paper": {...}}
 
@@ -19,7 +21,17 @@
 - ``recovered``: per seed, ``(miou_cell - miou_erfnet) / harm``, mean and 95 % interval.
 - ``per_class_mean``: the mean over seeds of each class's IoU [%] (classes absent from a run's
   ground truth and prediction are left out of that class's mean; None when absent in all).
-- ``psnr_*``, ``flow_epe_px``: means over seeds of the per-run values.
+- ``psnr_*``, ``flow_epe_px``: means over seeds of the per-run values; ``flow_epe_zero_px``:
+  the same for a flow of zero (the mean length of the true inverse displacement), the scale
+  against which R's EPE says how much of the displacement R undoes; ``flow_length_px``: the
+  mean length of R's flow; ``psnr_oracle_flow``: the PSNR of the input warped with the true
+  inverse displacement (the ceiling of a restorer that only warps); ``feedback_flow_change_px``
+  (feedback cells): the mean length of
+  R's last flow minus its first, i.e. how much the feedback signal moves the restoration.
+- ``miou_feedback_zeroed`` (feedback cells): per seed, the mIoU after the first feedback
+  iteration, where the feedback signal is exactly zero (its delta of logits is
+  ``logits_0 - logits_0``): the method with its feedback switched off, same weights.
+  ``miou_per_iteration_mean``: the mean over seeds of the mIoU after each iteration t = 1..T.
 - ``steps``: the runs' training length in steps (one number; a dict by cell if they differ).
 - ``paper``: the deltas the papers report (SPEC-feedbackseg section 6).
 """
@@ -37,6 +49,7 @@ import numpy as np
 from turbsim import _files
 
 __all__ = [
+    "CURVES_PNG",
     "PAPER",
     "RESULTS_JSON",
     "RESULTS_MD",
@@ -51,6 +64,8 @@ __all__ = [
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 STUDY_PNG = "study.png"
+#: Training curves of every cell (mean over seeds), next to study.png.
+CURVES_PNG = "curves.png"
 
 #: What the papers report (SPEC-feedbackseg section 6: the BMVC 2020 abstract, Rai et al.; the
 #: WACV 2020 paper, Rai et al.), in mIoU points on distorted Cityscapes val.
@@ -120,9 +135,21 @@ def _cell_summary(cell: Any, runs: Mapping[int, Mapping[str, Any]]) -> dict[str,
         k: _mean([_pct(runs[s]["per_class"].get(k)) for s in seeds]) for k in classes
     }
     if cell.restores:
-        for key in ("psnr_restored", "psnr_distorted", "flow_epe_px"):
+        for key in (
+            "psnr_restored",
+            "psnr_distorted",
+            "flow_epe_px",
+            "flow_epe_zero_px",
+            "psnr_oracle_flow",
+            "flow_length_px",
+            "feedback_flow_change_px",
+        ):
             if all(key in runs[s] for s in seeds):
                 out[key] = _mean([runs[s][key] for s in seeds])
+    if all(len(runs[s].get("miou_per_iteration") or []) > 1 for s in seeds):
+        per_t = [[_pct(v) for v in runs[s]["miou_per_iteration"]] for s in seeds]
+        out["miou_feedback_zeroed"] = [row[0] for row in per_t]
+        out["miou_per_iteration_mean"] = [_mean(list(col)) for col in zip(*per_t, strict=True)]
     return out
 
 
@@ -242,6 +269,7 @@ def results_markdown(study: Any, results: Mapping[str, Any]) -> str:
             "and evaluated on clean images minus ERFNet trained and evaluated on distorted ones). "
             "'recovered' is the fraction of that harm a cell wins back over ERFNet."
         )
+    lines += _diagnostics(cells)
     lines += [
         "",
         f"Paper: {PAPER['source']}. The CB-iFL share (+{PAPER['cb_ifl_share']}) compares with "
@@ -251,6 +279,53 @@ def results_markdown(study: Any, results: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _diagnostics(cells: Mapping[str, Any]) -> list[str]:
+    """Markdown lines: what R's flow undoes (EPE against a zero flow) and what the feedback
+    signal adds at inference (mIoU after iteration T minus after iteration 1, where the signal
+    is zero), per cell that has them; empty when none has."""
+    lines: list[str] = []
+    for name, summary in cells.items():
+        if "flow_epe_px" in summary and "flow_epe_zero_px" in summary:
+            epe, zero = summary["flow_epe_px"], summary["flow_epe_zero_px"]
+            undone = 1.0 - epe / zero if zero else float("nan")
+            verdict = (
+                f"R undoes {100 * undone:.0f} % of the displacement"
+                if undone >= 0
+                else f"R's flow is worse than no flow (EPE {100 * -undone:.0f} % above it)"
+            )
+            length = summary.get("flow_length_px")
+            size = "" if length is None else f"; R's flow is {length:.2f} px long on average"
+            if summary.get("psnr_oracle_flow") is not None:
+                size += (
+                    f"; PSNR restored {summary['psnr_restored']:.2f} dB, input "
+                    f"{summary['psnr_distorted']:.2f} dB, input warped with the true inverse "
+                    f"displacement {summary['psnr_oracle_flow']:.2f} dB (the ceiling of a warp)"
+                )
+            lines.append(
+                f"- {name}: R's flow EPE {epe:.3f} px against {zero:.3f} px for no flow "
+                f"(the true inverse displacement's mean length): {verdict}{size}."
+            )
+        zeroed = summary.get("miou_feedback_zeroed")
+        if zeroed:
+            last = dict(zip(summary["seeds"], summary["miou"], strict=True))
+            first = dict(zip(summary["seeds"], zeroed, strict=True))
+            gain = [last[s] - first[s] for s in summary["seeds"] if None not in (last[s], first[s])]
+            per_t = ", ".join(
+                f"t={t} {_fmt(m)}" for t, m in enumerate(summary["miou_per_iteration_mean"], 1)
+            )
+            change = summary.get("feedback_flow_change_px")
+            moved = "" if change is None else (
+                f"; it moves R's flow by {change:.2g} px on average"
+            )  # fmt: skip
+            lines.append(
+                f"- {name}: mIoU with the feedback signal zeroed (iteration 1) "
+                f"{_fmt(_mean(zeroed), ci95(zeroed))}; the feedback adds "
+                f"{_fmt(_mean(gain), ci95(gain), sign=True)} points at inference "
+                f"(per iteration: {per_t}){moved}."
+            )
+    return ["", "Diagnostics:", "", *lines] if lines else []
 
 
 def _plot(study: Any, results: Mapping[str, Any], path: Path) -> None:
@@ -287,13 +362,61 @@ def _plot(study: Any, results: Mapping[str, Any], path: Path) -> None:
         figure.savefig(temporary, format="png")
 
 
+def _curve(records: Sequence[Mapping[str, Any]], kind: str, key: str) -> dict[int, float]:
+    """step -> value of ``key`` in the records of ``kind`` (the last record of a step wins: a
+    resumed run repeats the steps after its last checkpoint)."""
+    return {
+        int(r["step"]): float(r[key])
+        for r in records
+        if r.get("kind") == kind and isinstance(r.get(key), (int, float))
+    }
+
+
+def _plot_curves(study: Any, study_dir: Path, path: Path) -> None:
+    """Training curves per cell, mean over seeds: the segmentation loss of the training steps
+    and the validation mIoU (distorted val; clean val for cells trained on clean input)."""
+    from feedbackseg.plots import require_matplotlib
+    from feedbackseg.rundir import MetricsError, read_metrics
+    from feedbackseg.study import run_dir
+
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10.0, 4.0), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2)
+    for index, name in enumerate(study.cells):
+        curves: dict[str, list[dict[int, float]]] = {"loss": [], "miou": []}
+        for seed in study.seeds:
+            try:
+                records = read_metrics(run_dir(study_dir, name, seed))
+            except MetricsError:
+                continue
+            curves["loss"].append(_curve(records, "train", "loss_seg"))
+            curves["miou"].append(_curve(records, "val", "val_miou"))
+        for ax, key, scale in ((axes[0], "loss", 1.0), (axes[1], "miou", 100.0)):
+            common = sorted(set.intersection(*(set(c) for c in curves[key]))) if curves[key] else []
+            if common:
+                means = [scale * float(np.mean([c[k] for c in curves[key]])) for k in common]
+                ax.plot(common, means, marker="." if key == "miou" else None, color=f"C{index}",
+                        label=name)  # fmt: skip
+    axes[0].set(xlabel="step", ylabel="segmentation loss (train, mean over seeds)")
+    axes[1].set(xlabel="step", ylabel="val mIoU [%] (mean over seeds)")
+    axes[1].legend(fontsize=8)
+    figure.suptitle(f"{study.source}: training curves", fontsize=9)
+    with _files.atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+
+
 def write_results(
     study: Any,
     evaluations: Mapping[str, Mapping[int, Mapping[str, Any]]],
     study_dir: str | os.PathLike,
     say: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Write ``results.json``, ``results.md`` and (with matplotlib) ``study.png``; the paths.
+    """Write ``results.json``, ``results.md`` and (with matplotlib) ``study.png`` and
+    ``curves.png``; the paths.
 
     Without matplotlib the PNG is skipped with a note (``say`` and results.md).
     """
@@ -307,6 +430,8 @@ def write_results(
     try:
         _plot(study, results, folder / STUDY_PNG)
         written.append(folder / STUDY_PNG)
+        _plot_curves(study, folder, folder / CURVES_PNG)
+        written.append(folder / CURVES_PNG)
     except ImportError as error:
         note = f"{STUDY_PNG} not drawn: {error}"
         markdown += f"\nNote: {note}\n"

@@ -1,6 +1,6 @@
 """What both checkpoint readers share: the error type, one-line messages for files the
 weights-only unpickler refuses, strict state-dict loading that names every mismatch, and the
-export of a module's weights as plain CPU tensors.
+export of a module's weights as plain CPU tensors, and the atomic torch.save of both writers.
 
 :mod:`feedbackseg.checkpoints` (this package's format) and :mod:`feedbackseg.original` (the
 original releases' files) both build on this module; it imports neither.
@@ -8,13 +8,17 @@ original releases' files) both build on this module; it imports neither.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "export_state_dict", "load_strict"]
+from turbsim._files import atomic_path
+
+__all__ = ["CheckpointError", "export_state_dict", "load_strict", "save_atomic"]
 
 
 class CheckpointError(ValueError):
@@ -72,3 +76,52 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -
 def export_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """The module's state dict as plain, contiguous CPU tensors (no views of live parameters)."""
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
+
+
+class _RecordingStream:
+    """A write-only file object that keeps the first OSError of its stream's ``write``.
+
+    torch.save swallows the OSError of a failed write (disk full, quota) and raises
+    ``RuntimeError("... unexpected pos ...")`` instead; this keeps the real cause.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.stream.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save through the project's atomic writer (:func:`turbsim._files.atomic_path`).
+
+    Saved through a file object, so the archive's record names do not depend on the temporary
+    file's name (the same payload gives the same bytes).
+
+    Raises:
+        OSError: the file cannot be written (disk full, read-only folder, ...); ``filename`` is
+            ``path`` (not the temporary), and torch's "unexpected pos" error becomes the OS error
+            that caused it. ``path`` keeps its old content.
+    """
+    path = Path(path)
+    try:
+        with atomic_path(path) as temporary, open(temporary, "xb") as stream:
+            recorder = _RecordingStream(stream)
+            try:
+                torch.save(obj, recorder)
+            except RuntimeError:
+                if recorder.error is None:
+                    raise
+                raise recorder.error from None
+    except OSError as error:
+        if error.filename == str(path):
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None

@@ -17,9 +17,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import feedbackseg.checkpoints as checkpoints_module
 import feedbackseg.rundir as rundir_module
 import feedbackseg.train as train_module
+import feedbackseg.weights as weights_module
 from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import load_checkpoint
 from feedbackseg.config import ConfigError, resolve_config
@@ -275,7 +275,7 @@ def test_disk_full_during_checkpoint_save(
 ) -> None:
     """torch.save's "unexpected pos" is reported as the OS error, naming last.pt."""
     full = lambda path, mode: _FullDisk(open(path, mode), 1000)  # noqa: E731
-    monkeypatch.setattr(checkpoints_module, "open", full, raising=False)
+    monkeypatch.setattr(weights_module, "open", full, raising=False)
     run = tmp_path / "run"
     result = _train(str(shards), "--out", str(run), "--mode", "erfnet", "--max-steps", "2",
                     "--checkpoint-every", "1", "--val-split", "none",
@@ -288,6 +288,33 @@ def test_disk_full_during_checkpoint_save(
     monkeypatch.undo()
     rerun = _train(str(shards), "--out", str(run), "--mode", "erfnet", "--max-steps", "1")
     assert rerun.exit_code == 0, rerun.output
+
+
+def test_import_checkpoint_on_a_full_disk_or_read_only_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug: a full disk made import-checkpoint report torch's "unexpected pos"."""
+    from feedbackseg.models import ERFNet
+
+    source, dest = tmp_path / "erfnet_pretrained.pth", tmp_path / "out" / "erfnet.pt"
+    torch.save({f"module.{k}": v for k, v in ERFNet(num_classes=20).state_dict().items()}, source)
+    dest.parent.mkdir()
+    full = lambda path, mode: _FullDisk(open(path, mode), 1000)  # noqa: E731
+    monkeypatch.setattr(weights_module, "open", full, raising=False)
+    line = _one_line_error(_invoke("import-checkpoint", str(source), str(dest)))
+    assert line == f"Error: {dest}: No space left on device (disk full)"
+    assert list(dest.parent.iterdir()) == []  # no temporary, no half file
+    monkeypatch.undo()
+    if os.geteuid() != 0:  # root writes into read-only folders
+        dest.parent.chmod(0o555)
+        try:
+            line = _one_line_error(_invoke("import-checkpoint", str(source), str(dest)))
+        finally:
+            dest.parent.chmod(0o755)
+        assert str(dest) in line and "Permission denied" in line
+    done = _invoke("import-checkpoint", str(source), str(dest))
+    assert done.exit_code == 0, done.output
+    assert torch.load(dest, weights_only=True)["kind"] == "erfnet"
 
 
 def test_disk_full_during_metrics_append(
@@ -458,6 +485,20 @@ def test_huge_height_is_refused_before_anything_is_written(shards: Path, tmp_pat
     assert result.exit_code == 2 and "'--height'" in line
     assert "100000x200000 px" in line and "GB of memory" in line and "machine's" in line
     assert not run.exists()
+
+
+def test_crop_larger_than_the_images_is_one_line(shards: Path, tmp_path: Path) -> None:
+    """The bug: a config file's crop larger than the resized images died in a ValueError
+    traceback."""
+    config = tmp_path / "crop.toml"
+    config.write_text("augment = true\ncrop = [48, 48]\n")
+    run = tmp_path / "run"
+    result = _train(str(shards), "--out", str(run), "--max-steps", "1", "--config", str(config))
+    line = _one_line_error(result, progress=True)
+    assert result.exit_code == 1
+    assert "crop 48x48 is larger than the images" in line and "(32x64 px)" in line
+    assert str(shards) in line and "'train'" in line
+    assert not (run / "config.json").exists()
 
 
 def test_batch_memory_limit_is_explicit() -> None:

@@ -263,8 +263,15 @@ def test_aggregates_and_95_interval_by_hand() -> None:
         "erfnet-clean": {s: _fake_eval(0.3, c) for s, c in enumerate(clean_on_clean)},
         "erfnet": {s: _fake_eval(m) for s, m in enumerate(erfnet)},
         "feedback": {
-            s: _fake_eval(m, psnr_restored=30.0 + s, psnr_distorted=25.0, flow_epe_px=0.5)
-            for s, m in enumerate(feedback)
+            s: _fake_eval(
+                m,
+                psnr_restored=30.0 + s,
+                psnr_distorted=25.0,
+                flow_epe_px=0.5,
+                flow_epe_zero_px=2.0,
+                miou_per_iteration=[m - 0.02 * s, m - 0.01, m],
+            )
+            for s, m in enumerate(feedback)  # fmt: skip
         },
     }
     results = aggregate(study, evaluations)
@@ -282,6 +289,10 @@ def test_aggregates_and_95_interval_by_hand() -> None:
     assert results["cells"]["erfnet"]["recovered"] == 0.0
     assert cell["psnr_restored"] == pytest.approx(31.0) and cell["flow_epe_px"] == 0.5
     assert cell["per_class_mean"] == {"road": pytest.approx(46.0), "sky": None}
+    assert cell["flow_epe_zero_px"] == 2.0
+    assert cell["miou_feedback_zeroed"] == pytest.approx([45.0, 45.0, 42.0])
+    assert cell["miou_per_iteration_mean"] == pytest.approx([44.0, 45.0, 46.0])
+    assert "miou_feedback_zeroed" not in results["cells"]["erfnet"]
     assert results["cells"]["erfnet-clean"]["miou_clean"] == pytest.approx([50.0, 54.0, 52.0])
     assert "miou_clean" not in cell and "psnr_restored" not in results["cells"]["erfnet"]
     assert set(results) == CONTRACT_TOP and results["resolution"] == "32x64"
@@ -362,22 +373,75 @@ def test_rerun_of_a_finished_study_trains_nothing(study: dict, shards: Path) -> 
 
 
 @pytest.mark.slow
-def test_restoration_cell_reports_psnr_and_flow_error(shards: Path, tmp_path: Path) -> None:
+def test_restoration_cells_report_psnr_flow_error_and_zeroed_feedback(
+    shards: Path, tmp_path: Path
+) -> None:
     spec = tmp_path / "r.toml"
     spec.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]").split("[cells.")[0]
-                    + "[cells.restore-seg]\nmode = 'restore-seg'\n")  # fmt: skip
+                    + "[cells.restore-seg]\nmode = 'restore-seg'\n"
+                    + "[cells.feedback]\nmode = 'feedback'\n")  # fmt: skip
     out = tmp_path / "S"
     result = _cli("study", shards, "--out", out, "--study", spec)
     assert result.exit_code == 0, result.output
-    summary = json.loads((out / "results.json").read_text())["cells"]["restore-seg"]
-    assert set(summary) == CONTRACT_CELL | {"psnr_restored", "psnr_distorted", "flow_epe_px"}
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    summary = cells["restore-seg"]
+    restoration = {
+        "psnr_restored", "psnr_distorted", "flow_epe_px", "flow_epe_zero_px", "flow_length_px",
+        "psnr_oracle_flow",
+    }  # fmt: skip
+    assert set(summary) == CONTRACT_CELL | restoration
     assert summary["recovered"] is None  # no ERFNet cells: no harm
     assert 0 < summary["flow_epe_px"] < 20 and math.isfinite(summary["psnr_restored"])
     dataset = ShardDataset(shards, "val", height=32)
     mse = [float((dataset[i]["distorted"] - dataset[i]["clean"]).pow(2).mean()) for i in (0, 1)]
     assert summary["psnr_distorted"] == pytest.approx(np.mean([-10 * math.log10(m) for m in mse]),
                                                       rel=1e-5)  # fmt: skip
-    assert "n/a" in (out / "results.md").read_text()
+    # The EPE of a zero flow is the mean length of the true inverse displacement.
+    lengths = [
+        float(inverse_flow(torch.from_numpy(dataset.flow(i))[None]).pow(2).sum(1).sqrt().mean())
+        for i in (0, 1)
+    ]
+    assert summary["flow_epe_zero_px"] == pytest.approx(np.mean(lengths), rel=1e-5)
+    assert cells["feedback"]["flow_epe_zero_px"] == summary["flow_epe_zero_px"]
+    # The ceiling of a warp: the input warped with the true inverse displacement. Tilt only
+    # (no blur) here, so it restores much of the image.
+    oracle = []
+    for i in (0, 1):
+        item = dataset[i]
+        inverse = inverse_flow(torch.from_numpy(dataset.flow(i))[None])
+        restored = warp(item["distorted"][None], inverse).clamp(0, 1)
+        oracle.append(-10 * math.log10(float((restored[0] - item["clean"]).pow(2).mean())))
+    assert summary["psnr_oracle_flow"] == pytest.approx(np.mean(oracle), rel=1e-5)
+    assert summary["psnr_oracle_flow"] > summary["psnr_distorted"] + 2
+    # Feedback: iteration 1 runs with a zero feedback signal, so its mIoU is what the same
+    # weights give with one iteration (T = 1 feeds delta = 0).
+    feedback = cells["feedback"]
+    assert set(feedback) == CONTRACT_CELL | restoration | {
+        "miou_feedback_zeroed", "miou_per_iteration_mean", "feedback_flow_change_px",
+    }  # fmt: skip
+    from feedbackseg.inference import load_model
+    from feedbackseg.models import infer
+
+    model, _ = load_model(run_dir(out, "feedback", 0) / "best.pt", "cpu")
+    change, length = [], []
+    with torch.no_grad():
+        for i in (0, 1):
+            flows = infer(model, dataset[i]["distorted"][None], 3).flows
+            change.append(float((flows[-1] - flows[0]).pow(2).sum(1).sqrt().mean()))
+            length.append(float(flows[-1].pow(2).sum(1).sqrt().mean()))
+    assert feedback["feedback_flow_change_px"] == pytest.approx(np.mean(change), rel=1e-5, abs=1e-9)
+    assert feedback["flow_length_px"] == pytest.approx(np.mean(length), rel=1e-5)
+    assert len(feedback["miou_per_iteration_mean"]) == 3
+    assert feedback["miou_per_iteration_mean"][-1] == pytest.approx(feedback["miou"][0])
+    best = run_dir(out, "feedback", 0) / "best.pt"
+    target = tmp_path / "t1.json"
+    one = _cli("eval", best, shards, "--iterations", "1", "--json", target)
+    assert one.exit_code == 0, one.output
+    zeroed = 100 * json.loads(target.read_text())["miou"]
+    assert feedback["miou_feedback_zeroed"] == [pytest.approx(zeroed, abs=1e-9)]
+    text = (out / "results.md").read_text()
+    assert "n/a" in text and "feedback signal zeroed" in text and "R's flow EPE" in text
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_unfinished_run_needs_resume_and_continues(shards: Path, tmp_path: Path) -> None:

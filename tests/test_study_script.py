@@ -1,0 +1,68 @@
+"""`docs/study.sh` (regenerates docs/study/) run tiny end to end, and its benchmark recipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_study import TINY as STUDY_TINY
+
+from turbsim.recipe import resolve_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The two-cell study of test_study plus a restoration cell (the recipe stores the flow).
+TINY = STUDY_TINY + '[cells.restore-seg]\nmode = "restore-seg"\n'
+
+
+def test_benchmark_recipe_is_bmvc2020_air_with_blur_and_flow() -> None:
+    bench, paper = resolve_recipe("synthetic-benchmark"), resolve_recipe("bmvc2020")
+    assert bench.size == (128, 256) and bench.blur == "short-exposure"
+    assert bench.store_flow == "float16" and bench.data["normalize"] == "per-field"
+    physics = ("cn2", "path_length_m", "aperture_m", "focal_length_px", "height_m", "wave")
+    assert {k: bench.data["physics"][k] for k in physics} == {
+        k: paper.data["physics"][k] for k in physics
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_study_script_end_to_end_tiny(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    docs = tmp_path / "docs"
+    env.update(STUDY_FILE=str(spec), STUDY_IMAGES="3", STUDY_DOCS=str(docs), OMP_NUM_THREADS="1")
+    work = tmp_path / "work"
+    done = subprocess.run(["bash", str(REPO / "docs" / "study.sh"), str(work)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    # Every run trained exactly once, by one of the two lanes, the costliest first.
+    lines = [x for x in done.stdout.splitlines() if x.startswith("  [lane ")]
+    runs = sorted(x.split()[2] for x in lines)
+    assert runs == sorted(f"{c}:{s}" for c in ("erfnet-clean", "erfnet", "restore-seg")
+                          for s in (0, 1))  # fmt: skip
+    assert {x.split()[1] for x in lines} == {"1]", "2]"}
+    assert sorted(p.name for p in (work / "claims").iterdir()) == sorted(
+        r.replace(":", "-") for r in runs
+    )
+    results = json.loads((docs / "results.json").read_text())
+    assert set(results["cells"]) == {"erfnet-clean", "erfnet", "restore-seg"}
+    assert results["resolution"] == "32x64" and results["steps"] == 2
+    assert json.loads((work / "study" / "results.json").read_text()) == results
+    for name in ("results.md", "study.png", "curves.png"):
+        assert (docs / name).is_file(), name
+    assert "flow_epe_zero_px" in results["cells"]["restore-seg"]  # the recipe stores the flow
+    # Run again: everything is found finished, nothing retrained, the same results.
+    again = subprocess.run(["bash", str(REPO / "docs" / "study.sh"), str(work)], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 run(s) trained, 6 found finished" in again.stdout
+    assert json.loads((docs / "results.json").read_text()) == results
