@@ -54,3 +54,8 @@ def test_quickstart_script_end_to_end_tiny(tmp_path: Path) -> None:
     assert list((out / "pictures" / "predictions").glob("*_seg.png"))
     assert "| erfnet" in (out / "compare.md").read_text().replace("|erfnet", "| erfnet")
     assert "Outputs:" in done.stdout
+    # It does not present its own 160-step comparison as a result: it prints the study's.
+    assert "not which method is better" in done.stdout
+    if (REPO / "docs" / "study" / "results.md").is_file():
+        tail = done.stdout.split("What it")[-1]
+        assert "erfnet-clean" in tail and "feedback" in tail and "Harm of turbulence" in tail
