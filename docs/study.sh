@@ -14,7 +14,8 @@
 #
 # Knobs (environment): STUDY_FILE (study file or shipped name, default cpu), STUDY_SEEDS
 # (default: the study's), STUDY_IMAGES (scenes per split, default 96), STUDY_LANES (default 2),
-# STUDY_DOCS (where the results are copied; default this script's folder/study; empty: none).
+# STUDY_DOCS (where the results are copied; default this script's folder/study; empty: none),
+# STUDY_GENERATE_FLAGS (extra `turbsim generate` flags, e.g. "--blur none" for tilt only).
 set -euo pipefail
 
 WORK=${1:-study-work}
@@ -32,7 +33,7 @@ if [[ ! -f "$WORK/shards/manifest.json" ]]; then
     turbsim sample-cityscapes "$WORK/cityscapes" --n "$IMAGES" --height 256 --width 512 \
         --seed 0 --overwrite
     turbsim generate --cityscapes "$WORK/cityscapes" --out "$WORK/shards" \
-        --recipe synthetic-benchmark --workers 2 --overwrite --quiet
+        --recipe synthetic-benchmark --workers 2 --overwrite --quiet ${STUDY_GENERATE_FLAGS:-}
 fi
 turbsim verify "$WORK/shards"
 
