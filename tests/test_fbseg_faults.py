@@ -270,12 +270,17 @@ class _FullDisk:
         self.stream.close()
 
 
+def _fill_disk(monkeypatch: pytest.MonkeyPatch, module: object, room: int) -> None:
+    """Make ``open`` in ``module`` return files that raise ENOSPC after ``room`` bytes."""
+    full = lambda path, mode: _FullDisk(open(path, mode), room)  # noqa: E731
+    monkeypatch.setattr(module, "open", full, raising=False)
+
+
 def test_disk_full_during_checkpoint_save(
     shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """torch.save's "unexpected pos" is reported as the OS error, naming last.pt."""
-    full = lambda path, mode: _FullDisk(open(path, mode), 1000)  # noqa: E731
-    monkeypatch.setattr(weights_module, "open", full, raising=False)
+    _fill_disk(monkeypatch, weights_module, 1000)
     run = tmp_path / "run"
     result = _train(str(shards), "--out", str(run), "--mode", "erfnet", "--max-steps", "2",
                     "--checkpoint-every", "1", "--val-split", "none",
@@ -299,8 +304,7 @@ def test_import_checkpoint_on_a_full_disk_or_read_only_folder(
     source, dest = tmp_path / "erfnet_pretrained.pth", tmp_path / "out" / "erfnet.pt"
     torch.save({f"module.{k}": v for k, v in ERFNet(num_classes=20).state_dict().items()}, source)
     dest.parent.mkdir()
-    full = lambda path, mode: _FullDisk(open(path, mode), 1000)  # noqa: E731
-    monkeypatch.setattr(weights_module, "open", full, raising=False)
+    _fill_disk(monkeypatch, weights_module, 1000)
     line = _one_line_error(_invoke("import-checkpoint", str(source), str(dest)))
     assert line == f"Error: {dest}: No space left on device (disk full)"
     assert list(dest.parent.iterdir()) == []  # no temporary, no half file
@@ -320,8 +324,7 @@ def test_import_checkpoint_on_a_full_disk_or_read_only_folder(
 def test_disk_full_during_metrics_append(
     shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    full = lambda path, mode: _FullDisk(open(path, mode), 0)  # noqa: E731
-    monkeypatch.setattr(rundir_module, "open", full, raising=False)
+    _fill_disk(monkeypatch, rundir_module, 0)
     run = tmp_path / "run"
     result = _train(str(shards), "--out", str(run), "--mode", "erfnet", "--max-steps", "1",
                     "--val-split", "none")  # fmt: skip
