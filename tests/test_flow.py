@@ -159,7 +159,9 @@ def test_bf16_autocast_keeps_grid_float32(rng):
     bad = torch.nn.functional.grid_sample(
         image.bfloat16(), flow_to_grid(flow).bfloat16(), padding_mode="border", align_corners=True
     )
-    assert (bad.float() - ref).abs().max() > 0.05
+    # (PyTorch's CPU bf16 grid_sample now and then returns NaN here: also visibly wrong.)
+    error = torch.nan_to_num((bad.float() - ref).abs(), nan=float("inf"))
+    assert error.max() > 0.05
 
 
 def test_bf16_image_is_returned_in_bf16(rng):
