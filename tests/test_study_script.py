@@ -66,3 +66,38 @@ def test_study_script_end_to_end_tiny(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 run(s) trained, 6 found finished" in again.stdout
     assert json.loads((docs / "results.json").read_text()) == results
+
+
+def test_thin_scene_patch_applies_and_does_what_it_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/study-thin/scenes.patch (the scenes of that folder's study) still applies to the
+    shipped scenes, and the patched scenes hold more pole and fence pixels (README there)."""
+    import importlib.util
+
+    import numpy as np
+
+    from turbsim import street
+    from turbsim.synthetic import scene_rng
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    for name in ("turbsim/street.py", "tests/test_synthetic.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
+    patch = REPO / "docs" / "study-thin" / "scenes.patch"
+    done = subprocess.run(["git", "apply", str(patch)], cwd=tmp_path, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+
+    spec = importlib.util.spec_from_file_location("street_thin", tmp_path / "turbsim/street.py")
+    assert spec is not None and spec.loader is not None
+    thin = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "street_thin", thin)  # dataclasses look their module up
+    spec.loader.exec_module(thin)
+
+    def share(module, label: str) -> float:
+        ids = [module.make_scene(scene_rng(0, "train", i), 64, 128)[1] for i in range(12)]
+        return float(np.mean([(x == street.SCENE_LABEL_IDS[label]).mean() for x in ids]))
+
+    assert share(thin, "pole") > 1.5 * share(street, "pole")
+    assert share(thin, "fence") > share(street, "fence")
