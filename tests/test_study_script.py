@@ -101,3 +101,17 @@ def test_thin_scene_patch_applies_and_does_what_it_says(
 
     assert share(thin, "pole") > 1.5 * share(street, "pole")
     assert share(thin, "fence") > share(street, "fence")
+
+
+@pytest.mark.parametrize("folder", ["study-tilt", "study-harm"])
+def test_follow_up_studies_are_cells_of_the_cpu_grid(folder: str) -> None:
+    """The follow-up study files under docs/ say "everything else as the shipped cpu study":
+    each of their cells is a cell of the CPU grid with exactly the same training values."""
+    from feedbackseg.study import load_study
+
+    cpu = load_study("cpu")
+    follow_up = load_study(str(REPO / "docs" / folder / "study.toml"))
+    assert follow_up.cells and set(follow_up.cells) <= set(cpu.cells)
+    for name, cell in follow_up.cells.items():
+        assert cell.values == cpu.cells[name].values, name
+    assert set(cpu.seeds) <= set(follow_up.seeds)
