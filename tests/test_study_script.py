@@ -1,7 +1,9 @@
-"""`docs/study.sh` (regenerates docs/study/) run tiny end to end, and its benchmark recipe."""
+"""`docs/study.sh` (regenerates docs/study/) run tiny end to end, its benchmark recipe, and the
+follow-up studies under docs/ (study-tilt, study-harm, study-thin)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -9,10 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_study import TINY as STUDY_TINY
 
+from feedbackseg.study import load_study
+from turbsim import street
 from turbsim.recipe import resolve_recipe
+from turbsim.synthetic import scene_rng
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,13 +79,6 @@ def test_thin_scene_patch_applies_and_does_what_it_says(
 ) -> None:
     """docs/study-thin/scenes.patch (the scenes of that folder's study) still applies to the
     shipped scenes, and the patched scenes hold more pole and fence pixels (README there)."""
-    import importlib.util
-
-    import numpy as np
-
-    from turbsim import street
-    from turbsim.synthetic import scene_rng
-
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     for name in ("turbsim/street.py", "tests/test_synthetic.py"):
@@ -107,8 +106,6 @@ def test_thin_scene_patch_applies_and_does_what_it_says(
 def test_follow_up_studies_are_cells_of_the_cpu_grid(folder: str) -> None:
     """The follow-up study files under docs/ say "everything else as the shipped cpu study":
     each of their cells is a cell of the CPU grid with exactly the same training values."""
-    from feedbackseg.study import load_study
-
     cpu = load_study("cpu")
     follow_up = load_study(str(REPO / "docs" / folder / "study.toml"))
     assert follow_up.cells and set(follow_up.cells) <= set(cpu.cells)
