@@ -15,12 +15,15 @@
 # Knobs (environment): STUDY_FILE (study file or shipped name, default cpu), STUDY_SEEDS
 # (default: the study's), STUDY_IMAGES (scenes per split, default 96), STUDY_LANES (default 2),
 # STUDY_DOCS (where the results are copied; default this script's folder/study; empty: none),
-# STUDY_GENERATE_FLAGS (extra `turbsim generate` flags, e.g. "--blur none" for tilt only).
+# STUDY_RECIPE (turbsim recipe of the benchmark, default synthetic-benchmark; the studies made with
+# its first version name synthetic-benchmark-v1), STUDY_GENERATE_FLAGS (extra `turbsim generate`
+# flags, e.g. "--blur none" for tilt only).
 set -euo pipefail
 
 WORK=${1:-study-work}
 STUDY=${STUDY_FILE:-cpu}
 IMAGES=${STUDY_IMAGES:-96}
+RECIPE=${STUDY_RECIPE:-synthetic-benchmark}
 LANES=${STUDY_LANES:-2}
 DOCS=${STUDY_DOCS-$(dirname "$0")/study}
 SEEDS=()
@@ -28,12 +31,12 @@ if [[ -n "${STUDY_SEEDS:-}" ]]; then SEEDS=(--seeds "$STUDY_SEEDS"); fi
 started=$(date +%s)
 mkdir -p "$WORK"
 
-echo "== 1/3 the synthetic benchmark: $IMAGES scenes per split at 256x512, stored at 128x256"
+echo "== 1/3 the synthetic benchmark: $IMAGES scenes per split at 256x512, recipe $RECIPE"
 if [[ ! -f "$WORK/shards/manifest.json" ]]; then
     turbsim sample-cityscapes "$WORK/cityscapes" --n "$IMAGES" --height 256 --width 512 \
         --seed 0 --overwrite
     turbsim generate --cityscapes "$WORK/cityscapes" --out "$WORK/shards" \
-        --recipe synthetic-benchmark --workers 2 --overwrite --quiet ${STUDY_GENERATE_FLAGS:-}
+        --recipe "$RECIPE" --workers 2 --overwrite --quiet ${STUDY_GENERATE_FLAGS:-}
 fi
 turbsim verify "$WORK/shards"
 
