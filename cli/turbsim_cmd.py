@@ -10,6 +10,7 @@ the commands; at import only the choice lists of ``turbsim.shards.schema`` are r
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -356,6 +357,8 @@ def _run_with_progress(plan: Any, out: Path, quiet: bool, **options: Any) -> Any
             plan, out, progress=progress, log=lambda msg: click.echo(msg, err=True), **options
         )
     except KeyboardInterrupt:  # Ctrl-C: the workers are gone already (turbsim.executors)
+        # llvmlite objects a Numba compile left half-built fail in __del__: print no traceback
+        sys.unraisablehook = lambda unraisable: None
         if bar is not None:
             bar.close()
             bar = None
