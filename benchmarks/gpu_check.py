@@ -7,7 +7,11 @@ On a machine with CUDA (at most ~8 minutes on one GPU):
 2. equality: one training step's losses on CUDA float32 against the CPU float32 step from the
    same weights and batch;
 3. DDP: `torchrun --nproc-per-node 1 --no-python fbseg train` with NCCL (world size 1);
-4. the CPU study grid's modes at full network width for a few hundred steps (val mIoU, time).
+4. the CPU study grid's modes at full network width for a few hundred steps (val mIoU, time);
+5. online turbulence (turbsim.augment): fields + warps (+ blur) per second at 256x512,
+   512x1024 and 1024x2048 for batch 1/8/32 (goal: >= 1000/s at 512x1024), the functional core
+   on the device against the numpy path on the same inputs, and a few steps of
+   `fbseg train --turbulence online`.
 It makes its own synthetic data (`turbsim sample-cityscapes` + `turbsim generate`), writes one
 JSON and a Markdown table, and prints the table.
 
@@ -57,10 +61,13 @@ class Plan:
     ddp_backend: str
     all_precisions: tuple[str, ...]  # modes timed in every precision (the rest: float32)
     equality_modes: tuple[str, ...]
+    augment_sizes: tuple[tuple[int, int], ...] = ((256, 512), (512, 1024), (1024, 2048))
+    augment_batches: tuple[int, ...] = (1, 8, 32)
 
 
 GPU = Plan("cuda", (1024, 2048), 16, (224, 512), 8, 10, 3, 300, 256, False, "nccl", MODES, MODES)
-DRY = Plan("cpu", (64, 128), 3, (32,), 2, 1, 1, 1, 32, True, "gloo", ("erfnet",), ("feedback",))
+DRY = Plan("cpu", (64, 128), 3, (32,), 2, 1, 1, 1, 32, True, "gloo", ("erfnet",), ("feedback",),
+           ((32, 64),), (1, 2))  # fmt: skip
 
 
 def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
@@ -200,6 +207,58 @@ def grid(shards: Path, work: Path, plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
+def augment_check(shards: Path, work: Path, plan: Plan) -> dict[str, Any]:
+    """turbsim.augment on the plan's device: throughput, equality with numpy, online training."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_augment import torch_frames_per_s
+
+    from feedbackseg.train import train
+    from turbsim import TurbulenceParams, augment, blur_image, warp_image
+    from turbsim.field import draw_noise, render_unit_field, spectral_filter
+
+    device = torch.device(plan.device)
+    rows = []
+    for size in plan.augment_sizes:
+        for blur in (False, True):
+            for batch in plan.augment_batches:
+                row: dict[str, Any] = {"size": list(size), "batch": batch, "blur": blur}
+                try:
+                    row["frames_per_s"] = torch_frames_per_s(size, batch, blur, device, 3)
+                    row["ok"] = True
+                except Exception as error:  # a failing row is a result
+                    row.update(ok=False, error=f"{type(error).__name__}: {error}"[:300])
+                rows.append(row)
+    params = TurbulenceParams(cn2=1e-12, path_length_m=2000.0, aperture_m=0.3 / 5.6)
+    rng = np.random.default_rng(0)
+    shape = (48, 80)
+    filt = spectral_filter(params, shape)
+    noise = np.stack([draw_noise(rng, shape) for _ in range(2)])
+    want = np.stack([render_unit_field(filt, z) for z in noise])
+    got = augment.render_unit_fields(filt, torch.from_numpy(noise).to(device)).cpu().numpy()
+    image = rng.integers(0, 256, (2, *shape, 3), dtype=np.uint8)
+    flow = (rng.standard_normal((2, 2, *shape)) * 4).astype(np.float32)
+    nchw = torch.from_numpy(image).permute(0, 3, 1, 2).to(device)
+    warped = augment.warp(nchw, torch.from_numpy(flow).to(device)).permute(0, 2, 3, 1).cpu()
+    blurred = augment.blur_images(nchw, params).permute(0, 2, 3, 1).cpu()
+    equality = {
+        "field_max_abs_diff": float(np.abs(got - want).max()),
+        "warp_uint8_max_diff": int(np.abs(warped.numpy().astype(int) - np.stack(
+            [warp_image(image[i], flow[i]) for i in range(2)]).astype(int)).max()),
+        "blur_uint8_max_diff": int(np.abs(blurred.numpy().astype(int) - np.stack(
+            [blur_image(image[i], params) for i in range(2)]).astype(int)).max()),
+    }  # fmt: skip
+    run = work / "online"
+    t0 = time.perf_counter()
+    result = train(_config(shards, run, plan, mode="feedback", height=plan.grid_height,
+                           max_steps=3, turbulence="online"), log=lambda _m: None)  # fmt: skip
+    online = {"steps": result.step, "wall_s": time.perf_counter() - t0}
+    shutil.rmtree(run, ignore_errors=True)
+    return {"throughput": rows, "equality": equality, "online_training": online}
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The check as Markdown tables."""
     lines = [
@@ -225,6 +284,17 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["grid"]:
         miou = f"{100 * r['best_miou']:.2f} %" if r["best_miou"] is not None else "-"
         lines.append(f"| {r['cell']} | {r['steps']} | {miou} | {r['wall_s']:.1f} |")
+    aug = result["augment"]
+    lines += ["", "| augment size | batch | blur | frames/s | ok |", "|---|---|---|---|---|"]
+    for r in aug["throughput"]:
+        fps = f"{r['frames_per_s']:.1f}" if r.get("frames_per_s") else "-"
+        lines.append(f"| {r['size'][0]}x{r['size'][1]} | {r['batch']} | {r['blur']} | {fps} | "
+                     f"{'yes' if r['ok'] else r.get('error', 'no')} |")  # fmt: skip
+    eq, on = aug["equality"], aug["online_training"]
+    lines += ["", f"augment vs numpy on {device}: field max |diff| {eq['field_max_abs_diff']:.2e}, "
+              f"warp uint8 max diff {eq['warp_uint8_max_diff']}, blur uint8 max diff "
+              f"{eq['blur_uint8_max_diff']}; online training: {on['steps']} steps in "
+              f"{on['wall_s']:.1f} s"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -255,6 +325,7 @@ def main() -> None:
         result["equality"] = one_step_equality(shards, work, plan)
         result["ddp"] = ddp_check(shards, work, plan)
         result["grid"] = grid(shards, work, plan)
+        result["augment"] = augment_check(shards, work, plan)
         result["wall_s"] = time.perf_counter() - started
     finally:
         shutil.rmtree(work, ignore_errors=True)

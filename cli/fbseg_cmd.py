@@ -12,7 +12,15 @@ from typing import Any
 import click
 
 from cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
-from feedbackseg.config import CLASS_WEIGHTS, DEVICES, INPUTS, LOSSES, MODES, ConfigError
+from feedbackseg.config import (
+    CLASS_WEIGHTS,
+    DEVICES,
+    INPUTS,
+    LOSSES,
+    MODES,
+    TURBULENCE,
+    ConfigError,
+)
 
 #: Library error key -> flag of ``fbseg eval`` / ``fbseg predict``.
 EVAL_FLAGS = {
@@ -101,6 +109,20 @@ def main() -> None:
     help="ERFNet encoder weights of an original release (ImageNet or ERFNet).",
 )
 @click.option("--small", is_flag=True, default=None, help="Narrow restorer for CPU work.")
+@click.option(
+    "--turbulence",
+    type=click.Choice(TURBULENCE),
+    default=None,
+    help="Training images: the shards' stored distorted ones, or their clean ones distorted "
+    "afresh at every draw (online; validation stays on the stored ones). [stored]",
+)
+@click.option(
+    "--turbulence-recipe",
+    metavar="NAME|FILE",
+    default=None,
+    help="With --turbulence online: the turbsim recipe of the fresh distortion. "
+    "[the shards' manifest recipe]",
+)
 @click.option(
     "--class-weights",
     type=click.Choice(CLASS_WEIGHTS),

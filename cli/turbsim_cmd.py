@@ -9,7 +9,6 @@ the commands; at import only the choice lists of ``turbsim.shards.schema`` are r
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -17,15 +16,13 @@ from typing import Any
 
 import click
 
+from cli import turbsim_physics as physics_commands
 from cli.options import (
-    IMAGE_SIZE,
     PHYSICS_FLAGS,
     WAVE_CHOICES,
     OneLineErrorGroup,
     bad_parameter,
     package_version,
-    params_from_options,
-    physics_options,
     positive_floats,
     write_error,
 )
@@ -60,99 +57,8 @@ def main() -> None:
     """
 
 
-@main.command(short_help="Print inputs and derived quantities (sigma_r [px], rho, r0, ...).")
-@physics_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def params(as_json: bool, **physics: Any) -> None:
-    """Print the model inputs and derived quantities (sigma_r [px], f theta_D, rho, q, r0, ...).
-
-    Use it to pick a turbulence strength knowingly: sigma_r_px is the standard deviation of the
-    displacement along one axis, f_theta_d_px and rho set how it is correlated in space.
-    """
-    from turbsim.quantities import describe, description_table, mean_psf_note
-
-    description = describe(params_from_options(**physics))
-    if as_json:
-        click.echo(json.dumps(description, indent=2))
-        return
-    click.echo(description_table(description))
-    note = mean_psf_note(description)
-    if note:
-        click.echo(note)
-
-
-@main.command(short_help="Sample one tilt field to .npy (and optionally a PNG picture).")
-@physics_options
-@click.option("--size", type=IMAGE_SIZE, required=True, help="Field size HxW [px], e.g. 512x1024.")
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seed of numpy.random.default_rng.",
-)
-@click.option(
-    "--normalize",
-    type=click.Choice(NORMALIZE_CHOICES),
-    default="ensemble",
-    show_default=True,
-    help="ensemble: unit ensemble variance x sigma_r (the Matlab code); per-field: each "
-    "component of the field rescaled to sample std sigma_r (the BMVC scripts).",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Output .npy file: float32 (2, H, W), [0] row, [1] column displacement [px].",
-)
-@click.option(
-    "--png",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write a colour-wheel picture of the field (needs matplotlib).",
-)
-def field(
-    size: tuple[int, int], seed: int, normalize: str, out: Path, png: Path | None, **physics: Any
-) -> None:
-    """Sample one tilt field and save it as .npy (optionally also as a PNG picture).
-
-    Convention: out(r, c) = img(r + F_row, c + F_col), so content moves by -F.
-    """
-    turbulence = params_from_options(**physics)
-    if png is not None:
-        from turbsim.viz import require_matplotlib
-
-        try:
-            require_matplotlib()
-        except ImportError as error:
-            raise click.ClickException(str(error)) from None
-
-    import numpy as np
-
-    from turbsim import sample_tilt_field
-    from turbsim._files import atomic_path
-    from turbsim.theory import sigma_r_px
-
-    tilt = sample_tilt_field(turbulence, size, np.random.default_rng(seed), normalize=normalize)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as temporary, open(temporary, "xb") as stream:
-            np.save(stream, tilt)
-    except OSError as error:
-        raise write_error(out, error) from None
-    click.echo(
-        f"wrote {out}: float32 {tuple(tilt.shape)}, seed {seed}, "
-        f"sigma_r {sigma_r_px(turbulence):.4g} px, sample std {float(tilt.std()):.4g} px"
-    )
-    if png is not None:
-        from turbsim.viz import save_field_png
-
-        try:
-            png.parent.mkdir(parents=True, exist_ok=True)
-            save_field_png(tilt, png)
-        except OSError as error:
-            raise write_error(png, error) from None
-        click.echo(f"wrote {png}")
+for _command in (physics_commands.params, physics_commands.field, physics_commands.plot_stats):
+    main.add_command(_command)
 
 
 @main.command(short_help="Turn a Cityscapes folder into distorted HDF5 shards + manifest.")
@@ -506,92 +412,6 @@ def info(out: Path) -> None:
         click.echo(summarize(out))
     except ShardError as error:
         raise click.ClickException(str(error)) from None
-
-
-@main.command("plot-stats", short_help="Plot measured field statistics against the theory.")
-@physics_options
-@click.option(
-    "--size", type=IMAGE_SIZE, default="256x256", show_default=True, help="Field size HxW [px]."
-)
-@click.option(
-    "--fields",
-    type=click.IntRange(min=2),
-    default=200,
-    show_default=True,
-    help="Number of fields for the correlation curves.",
-)
-@click.option(
-    "--cn2-values",
-    default="1e-13,3e-13,1e-12,3e-12",
-    show_default=True,
-    help="Cn2 values [m^-2/3] of the variance line.",
-)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output PNG."
-)
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the numbers as JSON.",
-)
-def plot_stats(
-    size: tuple[int, int],
-    fields: int,
-    cn2_values: str,
-    seed: int,
-    out: Path,
-    json_out: Path | None,
-    **physics: Any,
-) -> None:
-    """Empirical longitudinal and lateral tilt correlations of generated fields against the
-    closed-form theory, and the variance against Cn2, as a PNG (needs the viz extra)."""
-    turbulence = params_from_options(**physics)
-    values = positive_floats(cn2_values, "--cn2-values")
-    from turbsim.viz import require_matplotlib
-
-    try:
-        require_matplotlib()
-    except ImportError as error:
-        raise click.ClickException(str(error)) from None
-    import numpy as np
-
-    from turbsim._files import write_json
-    from turbsim.diagnostics import (
-        blur_consistency,
-        correlation_curves,
-        stats_record,
-        variance_vs_cn2,
-    )
-    from turbsim.viz import plot_stats as draw
-
-    rng = np.random.default_rng(seed)
-    curves = correlation_curves(turbulence, size, fields, rng)
-    line = variance_vs_cn2(turbulence, np.array(values), size, max(2, fields // 4), rng)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        draw(curves, line, out)
-    except OSError as error:
-        raise write_error(out, error) from None
-    click.echo(f"wrote {out}")
-    worst = curves.largest_deviation()
-    click.echo(f"largest |measured - theory| of the correlation curves: {worst:.3f}")
-    consistency = blur_consistency(turbulence)
-    click.echo(consistency.table())
-    if json_out is not None:
-        record = stats_record(curves, line)
-        record["blur_consistency"] = {
-            k: (v.tolist() if isinstance(v, np.ndarray) else v)
-            for k, v in vars(consistency).items()
-        }
-        try:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            write_json(json_out, record, indent=2)
-        except OSError as error:
-            raise write_error(json_out, error) from None
-        click.echo(f"wrote {json_out}")
 
 
 if __name__ == "__main__":

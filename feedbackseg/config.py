@@ -41,6 +41,7 @@ __all__ = [
     "MODES",
     "RECIPES",
     "RESUMABLE_KEYS",
+    "TURBULENCE",
     "ConfigError",
     "TrainConfig",
     "config_diff",
@@ -56,6 +57,10 @@ CLASS_WEIGHTS = ("shards", "bmvc2020", "none")
 #: Network inputs: the distorted images (the paper's setting) or the clean ones (the upper
 #: reference of ``fbseg study``: how much turbulence costs); the restoration target stays clean.
 INPUTS = ("distorted", "clean")
+#: Where the training images' turbulence comes from: the shards' stored distorted images (the
+#: paper's setting), or a fresh distortion of their clean images at every draw
+#: (:mod:`feedbackseg.turbulence`); validation always uses the stored distorted images.
+TURBULENCE = ("stored", "online")
 #: ``--device`` values; ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")
 #: Largest accepted ``lr_s`` / ``lr_r``. Adam's step is about the learning rate times the sign of
@@ -124,6 +129,12 @@ class TrainConfig:
             (:data:`INPUTS`); validation always runs on the distorted ``val_split``. Left out
             of :meth:`to_dict` (config.json, checkpoints) when "distorted", so runs written
             before the key existed resume and their files stay byte-identical.
+        turbulence: "stored" (default: the shards' distorted images) or "online" (the clean
+            training images distorted afresh at every draw, :mod:`feedbackseg.turbulence`).
+            Left out of :meth:`to_dict` when "stored", as ``input``.
+        turbulence_recipe: with "online": the turbsim recipe of the fresh distortion (a shipped
+            name or a TOML file); None: the one recorded in the shards' manifest. Left out of
+            :meth:`to_dict` when None.
         recipe: name of the recipe the defaults came from (informational once resolved).
         epochs: training length in epochs (unless ``max_steps`` is set).
         max_steps: training length in optimiser steps; overrides ``epochs`` when set.
@@ -176,6 +187,8 @@ class TrainConfig:
     mode: str = "feedback"
     loss: str = "cb-ifl"
     input: str = "distorted"
+    turbulence: str = "stored"
+    turbulence_recipe: str | None = None
     recipe: str | None = None
     epochs: int = 150
     max_steps: int | None = None
@@ -222,11 +235,13 @@ class TrainConfig:
         _validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (tuples become lists); ``input`` only when it is not the
-        default "distorted"."""
+        """JSON-friendly dict (tuples become lists); ``input``, ``turbulence`` and
+        ``turbulence_recipe`` only when they are not at their defaults (so that the files of
+        runs without them stay byte-identical)."""
         data = json.loads(json.dumps(dataclasses.asdict(self)))
-        if data["input"] == INPUTS[0]:
-            del data["input"]
+        for key, default in _OPTIONAL_DEFAULTS.items():
+            if data[key] == default:
+                del data[key]
         return data
 
     def to_json(self) -> str:
@@ -237,6 +252,14 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a dict (e.g. a saved config.json); unknown keys are an error."""
         return cls(**_coerce(dict(data), source))
+
+
+#: Keys left out of :meth:`TrainConfig.to_dict` at these values (added after runs existed).
+_OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "input": INPUTS[0],
+    "turbulence": TURBULENCE[0],
+    "turbulence_recipe": None,
+}
 
 
 def _positive(config: TrainConfig, key: str, allow_none: bool = False, minimum: int = 1) -> None:
@@ -261,6 +284,7 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(
             f"unknown input {c.input!r} (expected one of {', '.join(INPUTS)})", "input"
         )
+    _validate_turbulence(c)
     if c.class_weights not in CLASS_WEIGHTS:
         raise ConfigError(
             f"unknown source {c.class_weights!r} (expected one of {', '.join(CLASS_WEIGHTS)})",
@@ -323,6 +347,26 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError("exclude each other", keys=("resume", "overwrite"))
     if not c.shards or not c.out:
         raise ConfigError("must be given", keys=("shards", "out"))
+
+
+def _validate_turbulence(c: TrainConfig) -> None:
+    if c.turbulence not in TURBULENCE:
+        raise ConfigError(
+            f"unknown source {c.turbulence!r} (expected one of {', '.join(TURBULENCE)})",
+            "turbulence",
+        )
+    if c.turbulence_recipe is not None:
+        if not isinstance(c.turbulence_recipe, str) or not c.turbulence_recipe.strip():
+            raise ConfigError(
+                f"must be a recipe name or file, got {c.turbulence_recipe!r}", "turbulence_recipe"
+            )
+        if c.turbulence != "online":
+            raise ConfigError("needs turbulence = online", "turbulence_recipe")
+    if c.turbulence == "online" and c.input != INPUTS[0]:
+        raise ConfigError(
+            "exclude each other (online turbulence distorts the clean images)",
+            keys=("turbulence", "input"),
+        )
 
 
 #: Named recipes: key -> value over the dataclass defaults. ``bmvc2020`` is the defaults
@@ -408,10 +452,20 @@ def resolve_config(
     for key in _PATH_KEYS:
         if values.get(key) is not None:
             values[key] = str(Path(values[key]).expanduser().resolve())
+    turbulence_recipe = values.get("turbulence_recipe")
+    if isinstance(turbulence_recipe, str) and _is_file_name(turbulence_recipe):
+        values["turbulence_recipe"] = str(Path(turbulence_recipe).expanduser().resolve())
     try:
         return TrainConfig(**values)
     except TypeError as error:  # wrong value types that the checks did not name
         raise ConfigError(f"config: {error}") from None
+
+
+def _is_file_name(value: str) -> bool:
+    """Whether a recipe value names a file (a path or a .toml name) rather than a shipped name;
+    files are made absolute, so a resumed run compares them exactly."""
+    path = Path(value).expanduser()
+    return path.suffix == ".toml" or len(path.parts) > 1 or path.is_file()
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -71,6 +71,7 @@ from feedbackseg.train_state import (
     save_best,
     save_last,
 )
+from feedbackseg.turbulence import OnlineTurbulence, check_turbulence
 from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
 
 #: Old names of the schema constants (kept public).
@@ -198,9 +199,11 @@ def _datasets(
         seed=config.seed,
         locking=config.locking,
         num_classes=config.num_classes,
-        input=config.input,
+        # online turbulence distorts the clean images afresh (feedbackseg.turbulence)
+        input="clean" if config.turbulence == "online" else config.input,
     )
     check_batch_memory(config, train_set.image_size)
+    check_turbulence(config, train_set.stored_size, train_set.image_size)
     val_set = None
     if config.val_split is not None and not validate_split:
         say(f"note: {config.shards} has no split 'val': no validation, no {BEST_NAME}")
@@ -226,6 +229,7 @@ class _Data:
     loader: DataLoader
     steps_per_epoch: int
     total: int
+    turbulence: OnlineTurbulence | None = None
 
 
 def _data(
@@ -248,7 +252,12 @@ def _data(
     )
     spe = steps_per_epoch(len(train_set), config.batch_size, ctx.world_size)
     total = config.max_steps if config.max_steps is not None else config.epochs * spe
-    return _Data(train_set, val_set, sampler, loader, spe, total)
+    turbulence = None
+    if config.turbulence == "online":
+        turbulence = OnlineTurbulence(
+            config, train_set.stored_size, train_set.image_size, ctx.device
+        )
+    return _Data(train_set, val_set, sampler, loader, spe, total, turbulence)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -358,16 +367,25 @@ def validate(
 
 # ----------------------------------------------------------------------------------- train
 def _take_step(
-    state: TrainState, batch: dict[str, Any], seg_loss: Any
+    state: TrainState,
+    batch: dict[str, Any],
+    seg_loss: Any,
+    turbulence: OnlineTurbulence | None = None,
 ) -> tuple[dict[str, float], int]:
     """One optimiser step of the mode's training step on ``batch``: (losses, batch size).
+
+    With ``turbulence`` the input is the batch's clean images distorted afresh on the device,
+    each sample from its own (seed, epoch, index) draw.
 
     Raises:
         TrainError: a non-finite loss on any rank (last.pt keeps the last good step).
     """
     config, device = state.config, state.device
-    x = batch["distorted"].to(device, non_blocking=True)
     clean = batch["clean"].to(device, non_blocking=True)
+    if turbulence is not None:
+        x, _ = turbulence(clean, state.epoch, batch["index"])
+    else:
+        x = batch["distorted"].to(device, non_blocking=True)
     label = batch["label"].to(device, non_blocking=True)
     if state.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -430,7 +448,7 @@ def train_one_epoch(
     taken, last_val = 0, None
     for batch in data.loader:
         taken += 1
-        result, size = _take_step(state, batch, seg_loss)
+        result, size = _take_step(state, batch, seg_loss, data.turbulence)
         step_epoch = state.epoch
         state.batch_in_epoch += 1
         progress.add(result, size)
@@ -501,6 +519,8 @@ def _run(
         f"{len(train_set)} samples at {h}x{w}, {data.steps_per_epoch} steps/epoch, "
         f"{data.total} steps, device {ctx.device}, world size {ctx.world_size}"
     )
+    if data.turbulence is not None:
+        progress.say(data.turbulence.describe())
     state.model.train()
     last_val: dict[str, Any] | None = None
     progress.reset()

@@ -79,11 +79,14 @@ def test_params_table_shows_reference_sigma_r() -> None:
 
 
 def test_params_json_matches_summary() -> None:
-    result = run(turbsim_cli, "params", "--json", "--cn2", "3e-13")
+    result = run(turbsim_cli, "params", "--json", "--cn2", "3e-13", "--fold-fields", "0")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     expected = describe(REFERENCE.with_cn2(3e-13))
-    assert summary.keys() == expected.keys()
+    assert summary.keys() == expected.keys()  # no fold fraction asked for
+    folded = json.loads(run(turbsim_cli, "params", "--json", "--native-size", "64x64").output)
+    fold_keys = {"fold_fraction", "fold_fraction_stderr", "fold_fields", "native_size"}
+    assert folded.keys() == expected.keys() | fold_keys
     assert summary["sigma_r_px"] == pytest.approx(3.066, abs=1e-3)
     assert summary["rho"] == pytest.approx(expected["rho"], rel=1e-12)
 
@@ -107,6 +110,8 @@ def test_physics_flags_reach_the_parameters() -> None:
         "10",
         "--wave",
         "plane",
+        "--fold-fields",
+        "0",
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -172,13 +177,23 @@ derived:
 
 
 def test_params_table_is_unchanged() -> None:
-    result = run(turbsim_cli, "params")
+    """The table of before, then the fold fractions as a section of their own."""
+    result = run(turbsim_cli, "params", "--fold-fields", "0")
     assert result.exit_code == 0, result.output
     assert result.output == REFERENCE_TABLE
+    folded = run(turbsim_cli, "params", "--native-size", "64x128", "--size", "32x64")
+    assert folded.output.startswith(REFERENCE_TABLE)
+    tail = folded.output[len(REFERENCE_TABLE) :].splitlines()
+    assert tail[0] == "fold fraction (Monte Carlo over 4 fields):"
+    assert [line.split()[0] for line in tail[1:]] == [
+        "fold_fraction", "fold_fraction_stderr", "fold_fields", "native_size",
+        "fold_fraction_stored", "fold_fraction_stored_stderr", "stored_size",
+    ]  # fmt: skip
+    assert tail[4].split()[1:3] == ["64x128", "px"]
 
 
 def test_params_json_is_unchanged() -> None:
-    result = run(turbsim_cli, "params", "--json")
+    result = run(turbsim_cli, "params", "--json", "--fold-fields", "0")
     assert result.exit_code == 0, result.output
     assert result.output.startswith('{\n  "cn2": 1e-12,\n  "path_length_m": 2000.0,\n')
     assert '\n  "sigma_r_px": 5.596878766177494,\n' in result.output

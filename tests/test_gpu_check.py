@@ -35,6 +35,15 @@ def test_gpu_check_dry_form(tmp_path: Path) -> None:
     assert data["ddp"]["returncode"] == 0 and data["ddp"]["steps_logged"] == 3
     assert [r["cell"] for r in data["grid"]] == ["erfnet", "restore-seg", "feedback"]
     assert all(r["steps"] == 1 and r["best_miou"] is not None for r in data["grid"])
+    aug = data["augment"]
+    assert {(tuple(r["size"]), r["batch"], r["blur"]) for r in aug["throughput"]} == {
+        ((32, 64), b, blur) for b in (1, 2) for blur in (False, True)
+    }
+    assert all(r["ok"] and r["frames_per_s"] > 0 for r in aug["throughput"]), aug
+    eq = aug["equality"]
+    assert eq["field_max_abs_diff"] < 1e-4 and eq["warp_uint8_max_diff"] <= 1
+    assert eq["blur_uint8_max_diff"] <= 1 and aug["online_training"]["steps"] == 3
     table = (tmp_path / "gpu_check_dry.md").read_text()
+    assert "| augment size | batch | blur |" in table and "online training: 3 steps" in table
     assert "| feedback | 32 | float32 |" in table and "DDP (gloo" in table
     assert not (tmp_path / "gpu_check_work_dry").exists()  # scratch removed

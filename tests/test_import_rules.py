@@ -1,10 +1,12 @@
 """The import rules of the layout (STYLE.md), checked statically with ``ast`` and dynamically.
 
-- turbsim never imports torch, click, feedbackseg or cli (not even lazily inside a function);
-  h5py only in turbsim/shards/ (not its schema), numba only in turbsim/warp.py, matplotlib only in
-  turbsim/viz.py and only inside functions (it is an optional dependency).
+- turbsim never imports click, feedbackseg or cli (not even lazily inside a function), and torch
+  only in turbsim/augment.py (the optional torch front end: ``import turbsim``, every other
+  turbsim module and the ``turbsim`` command stay torch-free); h5py only in turbsim/shards/ (not
+  its schema), numba only in turbsim/warp.py, matplotlib only in turbsim/viz.py and only inside
+  functions (it is an optional dependency).
 - feedbackseg imports turbsim only through ``turbsim.shards`` (and the light atomic writer
-  ``turbsim._files``), and never imports cli.
+  ``turbsim._files``) and ``turbsim.augment`` (online turbulence), and never imports cli.
 - No import cycle inside turbsim (function-local imports included); ``import turbsim.shards``
   loads neither numba, scipy, cv2 nor torch.
 - Sizes: no module over 600 lines, no function over 100 lines (its docstring aside).
@@ -23,6 +25,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("turbsim", "feedbackseg", "cli")
+#: The one turbsim module that may import torch.
+TORCH_MODULE = "turbsim/augment.py"
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ def violations(source: str, path: str) -> list[str]:
         module = imp.module
         if top == "turbsim":
             for banned in ("torch", "click", "feedbackseg", "cli"):
+                if banned == "torch" and path == TORCH_MODULE:
+                    continue
                 if _is(module, banned):
                     flag(imp, f"turbsim must never import {banned}")
             if _is(module, "h5py") and (
@@ -130,10 +136,13 @@ def violations(source: str, path: str) -> list[str]:
             via_shards = (
                 _is(module, "turbsim.shards")
                 or _is(module, "turbsim._files")
+                or _is(module, "turbsim.augment")
                 or (module == "turbsim" and imp.from_base)
             )
             if _is(module, "turbsim") and not via_shards:
-                flag(imp, "feedbackseg touches turbsim only via turbsim.shards (or _files)")
+                flag(
+                    imp, "feedbackseg touches turbsim only via turbsim.shards, _files or augment"
+                )
             if _is(module, "cli"):
                 flag(imp, "feedbackseg must not import the CLI")
     return problems
@@ -164,6 +173,9 @@ def _python_files() -> list[Path]:
         ("feedbackseg/data.py", "from turbsim import *\n"),
         ("feedbackseg/data.py", "from turbsim import shards, field\n"),
         ("feedbackseg/data.py", "from turbsim.field import sample_tilt_field\n"),
+        ("feedbackseg/data.py", "from turbsim.recipe import resolve_recipe\n"),
+        ("turbsim/folding.py", "import torch\n"),
+        ("turbsim/augment.py", "import click\n"),
         ("feedbackseg/data.py", "from cli.options import IMAGE_SIZE\n"),
     ],
 )
@@ -184,6 +196,8 @@ def test_checker_flags_bad_source(path: str, source: str) -> None:
         ("feedbackseg/rundir.py", "from turbsim._files import write_json\n"),
         ("feedbackseg/data.py", "from turbsim.shards.schema import IGNORE_LABEL\n"),
         ("cli/turbsim_cmd.py", "import turbsim\nimport click\nimport torch\n"),
+        ("turbsim/augment.py", "import torch\nfrom torch import nn\n"),
+        ("feedbackseg/turbulence.py", "from turbsim.augment import RandomTurbulence\n"),
     ],
 )
 def test_checker_accepts_good_source(path: str, source: str) -> None:
@@ -234,6 +248,18 @@ def test_importing_turbsim_loads_no_torch_click_or_other_packages() -> None:
 def test_command_modules_do_not_import_torch(module: str) -> None:
     roots = _roots(_fresh_interpreter_modules(f"import {module}"))
     assert "torch" not in roots
+
+
+def test_every_turbsim_module_but_augment_is_torch_free() -> None:
+    """What `pip install turbsim-feedbackseg` (no torch) users import, the CLI included."""
+    names = sorted(
+        _module_name(p)
+        for p in (REPO / "turbsim").rglob("*.py")
+        if p.relative_to(REPO).as_posix() != TORCH_MODULE
+    )
+    assert "turbsim.folding" in names and "turbsim.augment" not in names
+    statement = "; ".join(f"import {n}" for n in [*names, "cli.turbsim_cmd"])
+    assert "torch" not in _roots(_fresh_interpreter_modules(statement))
 
 
 def test_importing_the_schema_loads_numpy_only() -> None:

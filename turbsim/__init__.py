@@ -10,7 +10,12 @@ Public API (loaded lazily, PEP 562: ``import turbsim.shards`` pulls in neither n
     warp_image(image, field, border="clamp") -> warped image
     distort(image, params, rng) -> distorted image
 
-turbsim never imports torch or click.
+Optional, with torch (``turbsim.augment``, the only module that imports it)::
+
+    RandomTurbulence(recipe, native_size=None, device=None)  # nn.Module: fresh turbulence
+                                                             # per image, CPU or GPU
+
+turbsim never imports click, and torch only in ``turbsim.augment``.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ _EXPORTS: dict[str, str] = {
 
 #: Submodules reachable as attributes after a bare ``import turbsim`` (loaded on first use).
 _SUBMODULES = frozenset(
-    {"blur", "cityscapes", "diagnostics", "field", "generate", "params", "preview", "quantities",
-     "recipe", "seeding", "shards", "synthetic", "theory", "warp"}
+    {"augment", "blur", "cityscapes", "diagnostics", "field", "folding", "generate", "params",
+     "preview", "quantities", "recipe", "resample", "seeding", "shards", "synthetic", "theory",
+     "warp"}
 )  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -190,10 +190,17 @@ def padding_px(params: TurbulenceParams) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def _transfer(key: tuple[float | str, ...], rows: int, cols: int) -> tuple[np.ndarray, int]:
+def _transfer(
+    key: tuple[float | str, ...],
+    rows: int,
+    cols: int,
+    pixel_scale: tuple[float, float] = (1.0, 1.0),
+) -> tuple[np.ndarray, int]:
     params = _from_key(key)
     fy = scipy.fft.fftfreq(rows)[:, None]
     fx = scipy.fft.rfftfreq(cols)[None, :]
+    if pixel_scale != (1.0, 1.0):  # cycles per image px -> cycles per native (camera) px
+        fy, fx = fy * pixel_scale[0], fx * pixel_scale[1]
     transfer = blur_mtf(params, np.hypot(fy, fx))
     transfer[transfer < NEGLIGIBLE] = 0.0
     live = np.nonzero(transfer.max(axis=0) > 0.0)[0]
@@ -203,12 +210,25 @@ def _transfer(key: tuple[float | str, ...], rows: int, cols: int) -> tuple[np.nd
     return transfer, keep
 
 
-def transfer_function(params: TurbulenceParams, rows: int, cols: int) -> np.ndarray:
+def transfer_function(
+    params: TurbulenceParams,
+    rows: int,
+    cols: int,
+    pixel_scale: tuple[float, float] = (1.0, 1.0),
+) -> np.ndarray:
     """``M_D M_SE`` on the rfft2 grid of a (rows, cols) image: float32 (rows, cols // 2 + 1).
 
     Values below :data:`NEGLIGIBLE` are set to 0 (at most 2.5e-5 grey levels of 255).
+
+    Args:
+        params: the path and camera (``f`` in the camera's pixels).
+        rows, cols: the padded image size [px].
+        pixel_scale: (s_row, s_col): the image is a resize of the camera's frame by these
+            factors (stored / native size), so a frequency of nu cycles per image pixel is
+            nu * s cycles per camera pixel. (1, 1): the image is the camera's frame.
     """
-    return _transfer(_params_key(params), rows, cols)[0]
+    scale = (float(pixel_scale[0]), float(pixel_scale[1]))
+    return _transfer(_params_key(params), rows, cols, scale)[0]
 
 
 def _filter(

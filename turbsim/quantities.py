@@ -44,6 +44,18 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "blur_fwhm_px": ("px", "FWHM of the mean short-exposure PSF (with diffraction)"),
 }
 
+#: Keys of the fold fractions (:meth:`turbsim.folding.FoldEstimate.to_dict`), when measured:
+#: a third section of :func:`description_table`.
+FOLD_QUANTITIES: dict[str, tuple[str, str]] = {
+    "native_size": ("px", "frame size of the fields (the camera's pixels)"),
+    "fold_fraction": ("1", "fraction of pixels where p + F(p) folds (det J <= 0)"),
+    "fold_fraction_stderr": ("1", "its standard error over the fields"),
+    "stored_size": ("px", "stored size: the field area-averaged to it"),
+    "fold_fraction_stored": ("1", "fold fraction of the displacement stored images show"),
+    "fold_fraction_stored_stderr": ("1", "its standard error over the fields"),
+    "fold_fields": ("1", "Monte Carlo fields of the fold fractions"),
+}
+
 #: The keys of :func:`describe` that are TurbulenceParams inputs (the rest are derived).
 INPUT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TurbulenceParams))
 
@@ -76,6 +88,8 @@ def describe(params: TurbulenceParams) -> dict[str, Any]:
 
 
 def _format_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return f"{value[0]}x{value[1]}"  # a size (H, W)
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
@@ -83,15 +97,31 @@ def description_table(description: dict[str, Any]) -> str:
     """Aligned text table of a :func:`describe` dict: inputs, then derived quantities.
 
     One row per key: name, value (6 significant digits), unit and meaning (:data:`QUANTITIES`),
-    under the headings ``inputs:`` and ``derived:``; no trailing newline.
+    under the headings ``inputs:`` and ``derived:``, then the fold fractions if the dict holds
+    them (:data:`FOLD_QUANTITIES`, aligned on their own); no trailing newline.
     """
+    fold = [k for k in description if k in FOLD_QUANTITIES]
     sections = {
         "inputs": [k for k in description if k in INPUT_KEYS],
-        "derived": [k for k in description if k not in INPUT_KEYS],
+        "derived": [k for k in description if k not in INPUT_KEYS and k not in fold],
     }
+    lines = _rows(description, sections, QUANTITIES)
+    if fold:  # aligned on its own, so the table above reads as it always did
+        title = f"fold fraction (Monte Carlo over {description.get('fold_fields', '?')} fields)"
+        lines += _rows(description, {title: fold}, FOLD_QUANTITIES)
+    return "\n".join(lines)
+
+
+def _rows(
+    description: dict[str, Any],
+    sections: dict[str, list[str]],
+    units: dict[str, tuple[str, str]],
+) -> list[str]:
+    """The aligned lines of the sections (title -> keys) of a description."""
     rows = {
-        key: (key, _format_value(description[key]), *QUANTITIES.get(key, ("", "")))
-        for key in description
+        key: (key, _format_value(description[key]), *units.get(key, ("", "")))
+        for keys in sections.values()
+        for key in keys
     }
     widths = [max(len(row[i]) for row in rows.values()) for i in range(3)]
     lines = []
@@ -101,7 +131,7 @@ def description_table(description: dict[str, Any]) -> str:
             name, value, unit, meaning = rows[key]
             line = f"  {name:<{widths[0]}}  {value:>{widths[1]}}  {unit:<{widths[2]}}  {meaning}"
             lines.append(line.rstrip())
-    return "\n".join(lines)
+    return lines
 
 
 def mean_psf_note(description: dict[str, Any]) -> str | None:
