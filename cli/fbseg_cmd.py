@@ -12,13 +12,10 @@ from typing import Any
 import click
 
 from cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
+from cli.train_options import train_options
 from feedbackseg.config import (
-    CLASS_WEIGHTS,
     DEVICES,
     INPUTS,
-    LOSSES,
-    MODES,
-    TURBULENCE,
     ConfigError,
 )
 
@@ -51,89 +48,7 @@ def main() -> None:
     type=click.Path(file_okay=False),
     help="Run folder: config.json, metrics.jsonl, last.pt, best.pt.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(MODES[::-1]),  # the method first
-    default=None,
-    help="feedback (the method), restore-seg or erfnet (baselines). [feedback]",
-)
-@click.option(
-    "--loss",
-    type=click.Choice(LOSSES),
-    default=None,
-    help="Segmentation loss. [cb-ifl]",
-)
-@click.option("--recipe", default=None, help="Named defaults: bmvc2020, bmvc2020-original.")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="TOML file of config keys (over the recipe, under the flags).",
-)
-@click.option("--epochs", type=int, default=None, help="Epochs to train. [150]")
-@click.option("--max-steps", type=int, default=None, help="Steps to train (overrides --epochs).")
-@click.option("--batch-size", type=int, default=None, help="Samples per step and process. [8]")
-@click.option("--height", type=int, default=None, help="Image height [px]. [224]")
-@click.option("--iterations", type=int, default=None, help="Feedback iterations T. [3]")
-@click.option("--workers", type=int, default=None, help="DataLoader worker processes. [2]")
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default=None,
-    help="auto = CUDA when available. [auto]",
-)
-@click.option(
-    "--amp/--no-amp",
-    default=None,
-    help="Mixed precision (bf16 where supported, else fp16; fast on AMX CPUs). [off]",
-)
-@click.option(
-    "--tf32/--no-tf32",
-    default=None,
-    help="CUDA: float32 convolutions in TF32 (faster, 10-bit mantissa). [off]",
-)
-@click.option(
-    "--channels-last/--no-channels-last",
-    default=None,
-    help="Channels-last (NHWC) memory format. [on for CUDA only]",
-)
-@click.option("--seed", type=int, default=None, help="Root seed. [0]")
-@click.option("--checkpoint-every", type=int, default=None, help="Steps between last.pt. [500]")
-@click.option("--resume", is_flag=True, help="Continue RUN from RUN/last.pt.")
-@click.option("--overwrite", is_flag=True, help="Replace the run in RUN.")
-@click.option(
-    "--pretrained-encoder",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="ERFNet encoder weights of an original release (ImageNet or ERFNet).",
-)
-@click.option("--small", is_flag=True, default=None, help="Narrow restorer for CPU work.")
-@click.option(
-    "--turbulence",
-    type=click.Choice(TURBULENCE),
-    default=None,
-    help="Training images: the shards' stored distorted ones, or their clean ones distorted "
-    "afresh at every draw (online; validation stays on the stored ones). [stored]",
-)
-@click.option(
-    "--turbulence-recipe",
-    metavar="NAME|FILE",
-    default=None,
-    help="With --turbulence online: the turbsim recipe of the fresh distortion. "
-    "[the shards' manifest recipe]",
-)
-@click.option(
-    "--class-weights",
-    type=click.Choice(CLASS_WEIGHTS),
-    default=None,
-    help="CB-iFL class weights. [shards]",
-)
-@click.option("--val-split", default=None, help="Validation split ('none': no validation).")
-@click.option("--val-every", type=int, default=None, help="Steps between validations. [epoch]")
-@click.option("--log-every", type=int, default=None, help="Steps between metrics lines. [10]")
-@click.option("--lr-s", type=float, default=None, help="Segmenter learning rate. [5e-4]")
-@click.option("--lr-r", type=float, default=None, help="Restorer learning rate. [2e-4]")
+@train_options
 def train(shards: str, out: str, recipe: str | None, config_file: str | None, **flags) -> None:
     """Train a model on turbsim shards (SHARDS) into the run folder RUN.
 
@@ -160,8 +75,13 @@ def train(shards: str, out: str, recipe: str | None, config_file: str | None, **
         raise os_error(error) from None
     if result.rank != 0:
         return  # under torchrun rank 0 reports
-    best = "n/a" if result.best_miou is None else f"{100 * result.best_miou:.2f} %"
-    click.echo(f"{result.run_dir}: {result.step} steps, best val mIoU {best}")
+    if result.best_psnr_gain_db is not None:  # the restore mode: R alone
+        best = f"best val PSNR gain {result.best_psnr_gain_db:+.3f} dB"
+    else:
+        best = "best val mIoU " + (
+            "n/a" if result.best_miou is None else f"{100 * result.best_miou:.2f} %"
+        )
+    click.echo(f"{result.run_dir}: {result.step} steps, {best}")
 
 
 def _flag(key: str) -> str:
@@ -285,6 +205,8 @@ def evaluate_command(
     from feedbackseg.data import DataError
     from feedbackseg.distributed import DeviceError, setup_distributed
     from feedbackseg.evaluate import EvalError, evaluate_checkpoint, write_json
+    from feedbackseg.inference import checkpoint_mode
+    from feedbackseg.restoration import checkpoint_restoration, format_restoration
     from turbsim.shards import ShardError
 
     check_output_place(json_path, save_predictions)
@@ -294,19 +216,26 @@ def evaluate_command(
         raise bad_parameter(error, EVAL_FLAGS) from None
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+    evaluation = restoration = None
     try:
-        evaluation = evaluate_checkpoint(
-            checkpoint,
-            shards,
-            split,
-            height=height,
-            iterations=iterations,
-            device=ctx.device,
-            batch_size=batch_size,
-            save_predictions=save_predictions,
-            num_workers=workers,
-            input=input_kind,
-        )
+        mode = checkpoint_mode(checkpoint)
+        if mode != "restore":
+            evaluation = evaluate_checkpoint(
+                checkpoint,
+                shards,
+                split,
+                height=height,
+                iterations=iterations,
+                device=ctx.device,
+                batch_size=batch_size,
+                save_predictions=save_predictions,
+                num_workers=workers,
+                input=input_kind,
+            )
+        if mode in ("restore", "restore-seg", "feedback") and ctx.is_main:
+            restoration = checkpoint_restoration(
+                checkpoint, shards, split, height, iterations, ctx.device
+            )
     except (EvalError, DeviceError) as error:
         if error.key in EVAL_FLAGS:
             raise bad_parameter(error, EVAL_FLAGS) from None
@@ -319,14 +248,20 @@ def evaluate_command(
         ctx.close()
     if not ctx.is_main:
         return
-    click.echo(evaluation.report(), nl=False)
+    if evaluation is not None:
+        click.echo(evaluation.report(), nl=False)
+    if restoration is not None:
+        click.echo(format_restoration(restoration), nl=False)
     if json_path is not None:
+        data = evaluation.to_dict() if evaluation is not None else {"mode": mode}
+        if restoration is not None:
+            data["restoration"] = restoration
         try:
-            write_json(json_path, evaluation.to_dict())
+            write_json(json_path, data)
         except OSError as error:
             raise os_error(error) from None
         click.echo(f"wrote {json_path}")
-    if save_predictions is not None:
+    if save_predictions is not None and evaluation is not None:
         click.echo(f"wrote {evaluation.result.samples} predictions to {save_predictions}")
 
 

@@ -31,6 +31,7 @@ from turbsim.shards.schema import (
     BORDERS,
     COMPRESSIONS,
     FLOW_CHOICES,
+    FLOW_RESAMPLES,
     NORMALIZE_CHOICES,
     SPLITS,
 )
@@ -123,6 +124,13 @@ for _command in (physics_commands.params, physics_commands.field, physics_comman
     is_flag=False,
     flag_value="int16",
     help="Also store the displacement field: int16 at 1/64 px (the bare flag) or float16.",
+)
+@click.option(
+    "--flow-resample",
+    type=click.Choice(FLOW_RESAMPLES),
+    default=None,
+    help="With --size: store the flow area-averaged (the displacement the stored image shows) "
+    "or nearest-resampled (keeps the native roughness). [nearest]",
 )
 @click.option(
     "--blur",

@@ -36,6 +36,7 @@ from feedbackseg.original import (
 from feedbackseg.weights import (
     CheckpointError,
     export_state_dict,
+    few,
     load_strict,
     save_atomic,
     unpickling_message,
@@ -53,6 +54,7 @@ __all__ = [
     "import_original_info",
     "load_checkpoint",
     "load_pretrained_encoder",
+    "load_pretrained_restorer",
     "model_from_checkpoint",
     "save_checkpoint",
     "save_imported",
@@ -119,6 +121,74 @@ def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoin
     mode = checkpoint.get("mode")
     if mode not in MODES:
         raise CheckpointError(f"{path}: unknown model mode {mode!r} (expected one of {MODES})")
-    model = build_model(mode, int(checkpoint["num_classes"]), bool(checkpoint["small"]))
+    config = checkpoint.get("config") or {}
+    model = build_model(
+        mode,
+        int(checkpoint["num_classes"]),
+        bool(checkpoint["small"]),
+        restorer_bn=str(config.get("restorer_bn", "running")),  # how R ran at validation
+    )
     load_strict(model, checkpoint["model"], Path(path))
     return model.eval()
+
+
+def _restorer_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """R's state dict in a trainer checkpoint with a restorer, or in an original
+    ``rmodel_best.pth``; and what the file is (for the notes)."""
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as ours:
+        try:
+            info = import_original_info(path)
+        except CheckpointError:
+            raise ours from None
+        if info.kind != "restorer":
+            raise CheckpointError(f"{path}: holds a {info.kind}, not a restorer") from None
+        return info.module.state_dict(), "an original restorer"
+    prefix = "restorer."
+    state = {
+        k.removeprefix(prefix): v for k, v in checkpoint["model"].items() if k.startswith(prefix)
+    }
+    if not state:
+        raise CheckpointError(f"{path}: a {checkpoint.get('mode')} checkpoint holds no restorer")
+    return state, f"the restorer of a {checkpoint.get('mode')} run (step {checkpoint.get('step')})"
+
+
+def load_pretrained_restorer(restorer: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Copy R's weights from a checkpoint (``--pretrained-restorer``) into ``restorer``.
+
+    The file is a trainer checkpoint of a mode with a restorer (``restore``, ``restore-seg``,
+    ``feedback``) or an original release's ``rmodel_best.pth``. The feedback block
+    (``trans_block``) is copied when both have one; a restorer without it leaves the target's
+    block at its initialisation (noted), and one with it into a plain R drops it (noted).
+
+    Returns:
+        Notes for the training log.
+
+    Raises:
+        CheckpointError: unreadable file, no restorer in it, or weights of another shape
+            (e.g. a --small run into a full-width R).
+    """
+    path = Path(path)
+    state, what = _restorer_weights(path)
+    target = restorer.state_dict()
+    notes = [f"{path}: R starts from {what}"]
+    if any(k.startswith("trans_block.") for k in target) and not any(
+        k.startswith("trans_block.") for k in state
+    ):
+        notes.append(f"{path.name}: no feedback block; R's trans_block keeps its initialisation")
+    dropped = [k for k in state if k.startswith("trans_block.") and k not in target]
+    if dropped:
+        notes.append(f"{path.name}: dropped its feedback block (this R has none)")
+        state = {k: v for k, v in state.items() if k not in dropped}
+    wrong = [
+        k for k, v in state.items() if k in target and tuple(v.shape) != tuple(target[k].shape)
+    ]
+    missing = [k for k in target if k not in state and not k.startswith("trans_block.")]
+    if wrong or missing or any(k not in target for k in state):
+        raise CheckpointError(
+            f"{path}: its restorer does not fit this one ({few(wrong or missing or list(state))}; "
+            "a --small run and a full-width one differ)"
+        )
+    restorer.load_state_dict(state, strict=False)
+    return notes

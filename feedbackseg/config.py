@@ -48,8 +48,24 @@ __all__ = [
     "resolve_config",
 ]
 
-#: Model kinds (SPEC 2.4): ERFNet alone, restorer then segmenter, and the feedback loop.
-MODES = ("erfnet", "restore-seg", "feedback")
+#: Model kinds (SPEC 2.4): ERFNet alone, restorer then segmenter, the feedback loop, and the
+#: restorer alone (trained on L1, evaluated by its restoration; beyond the paper).
+MODES = ("erfnet", "restore-seg", "feedback", "restore")
+#: Modes with a restorer R / with a segmenter S.
+RESTORER_MODES = ("restore-seg", "feedback", "restore")
+SEGMENTER_MODES = ("erfnet", "restore-seg", "feedback")
+#: ``flow_init``: R's last convolution as PyTorch initialises it (the paper) or zero weight and
+#: bias (the identity warp at step 0).
+FLOW_INITS = ("paper", "zero")
+#: ``restorer_bn``: R's BatchNorm at inference uses the running statistics (PyTorch's eval
+#: mode; our default) or the batch statistics (the original, which never calls rmodel.eval()).
+RESTORER_BN = ("running", "batch")
+#: ``flow_loss``: R learns from L1 alone (the paper) or also from the EPE of its flow against
+#: the smoothed inverse of the true displacement (feedbackseg.restoration).
+FLOW_LOSSES = ("none", "epe")
+#: ``turbulence_render``: online fields drawn at the native size and area-averaged, or drawn
+#: directly at the training size with the area-averaged covariance (turbsim.augment).
+TURBULENCE_RENDERS = ("native", "stored")
 #: Segmentation losses (SPEC 3): CB-iFL, iFL (unit weights), cross-entropy (gamma 0, unit).
 LOSSES = ("cb-ifl", "ifl", "ce")
 #: Sources of the CB-iFL class weights.
@@ -84,7 +100,7 @@ RESUMABLE_KEYS = frozenset(
     }
 )
 #: Keys holding paths (made absolute when resolved, so a resumed run compares them exactly).
-_PATH_KEYS = ("shards", "out", "pretrained_encoder")
+_PATH_KEYS = ("shards", "out", "pretrained_encoder", "pretrained_restorer")
 
 
 class ConfigError(ValueError):
@@ -135,6 +151,15 @@ class TrainConfig:
         turbulence_recipe: with "online": the turbsim recipe of the fresh distortion (a shipped
             name or a TOML file); None: the one recorded in the shards' manifest. Left out of
             :meth:`to_dict` when None.
+        turbulence_render: with "online": :data:`TURBULENCE_RENDERS` ("stored": the fields at
+            the training size directly, much cheaper when the native frames are large).
+        flow_init: R's flow head, :data:`FLOW_INITS`.
+        restorer_bn: R's BatchNorm at inference, :data:`RESTORER_BN`.
+        flow_loss: :data:`FLOW_LOSSES` ("epe" needs the true flow: shards with a stored flow,
+            or online turbulence); flow_weight: the EPE term's weight [1 / px].
+        pretrained_restorer: R's weights to start from: a checkpoint of a run with a restorer
+            (a ``restore`` run's best.pt, say) or an original ``rmodel_best.pth``.
+        The restorer options are left out of :meth:`to_dict` at their defaults (the paper's).
         recipe: name of the recipe the defaults came from (informational once resolved).
         epochs: training length in epochs (unless ``max_steps`` is set).
         max_steps: training length in optimiser steps; overrides ``epochs`` when set.
@@ -189,6 +214,12 @@ class TrainConfig:
     input: str = "distorted"
     turbulence: str = "stored"
     turbulence_recipe: str | None = None
+    turbulence_render: str = "native"
+    flow_init: str = "paper"
+    restorer_bn: str = "running"
+    flow_loss: str = "none"
+    flow_weight: float = 1.0
+    pretrained_restorer: str | None = None
     recipe: str | None = None
     epochs: int = 150
     max_steps: int | None = None
@@ -259,6 +290,12 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "input": INPUTS[0],
     "turbulence": TURBULENCE[0],
     "turbulence_recipe": None,
+    "turbulence_render": TURBULENCE_RENDERS[0],
+    "flow_init": FLOW_INITS[0],
+    "restorer_bn": RESTORER_BN[0],
+    "flow_loss": FLOW_LOSSES[0],
+    "flow_weight": 1.0,
+    "pretrained_restorer": None,
 }
 
 
@@ -285,6 +322,7 @@ def _validate(c: TrainConfig) -> None:
             f"unknown input {c.input!r} (expected one of {', '.join(INPUTS)})", "input"
         )
     _validate_turbulence(c)
+    _validate_restorer(c)
     if c.class_weights not in CLASS_WEIGHTS:
         raise ConfigError(
             f"unknown source {c.class_weights!r} (expected one of {', '.join(CLASS_WEIGHTS)})",
@@ -362,11 +400,38 @@ def _validate_turbulence(c: TrainConfig) -> None:
             )
         if c.turbulence != "online":
             raise ConfigError("needs turbulence = online", "turbulence_recipe")
+    if c.turbulence_render not in TURBULENCE_RENDERS:
+        raise ConfigError(
+            f"{c.turbulence_render!r} is not one of {', '.join(TURBULENCE_RENDERS)}",
+            "turbulence_render",
+        )
+    if c.turbulence_render != TURBULENCE_RENDERS[0] and c.turbulence != "online":
+        raise ConfigError("needs turbulence = online", "turbulence_render")
     if c.turbulence == "online" and c.input != INPUTS[0]:
         raise ConfigError(
             "exclude each other (online turbulence distorts the clean images)",
             keys=("turbulence", "input"),
         )
+
+
+def _validate_restorer(c: TrainConfig) -> None:
+    """The restorer options: known values, only where the mode has R (or S)."""
+    for key, choices in (
+        ("flow_init", FLOW_INITS),
+        ("restorer_bn", RESTORER_BN),
+        ("flow_loss", FLOW_LOSSES),
+    ):
+        value = getattr(c, key)
+        if value not in choices:
+            raise ConfigError(f"{value!r} is not one of {', '.join(choices)}", key)
+        if value != choices[0] and c.mode not in RESTORER_MODES:
+            raise ConfigError(f"needs a mode with a restorer, not {c.mode!r}", key)
+    if c.pretrained_restorer is not None and c.mode not in RESTORER_MODES:
+        raise ConfigError(f"needs a mode with a restorer, not {c.mode!r}", "pretrained_restorer")
+    if c.pretrained_encoder is not None and c.mode not in SEGMENTER_MODES:
+        raise ConfigError(f"needs a mode with a segmenter, not {c.mode!r}", "pretrained_encoder")
+    if not _finite(c.flow_weight) or not c.flow_weight > 0:
+        raise ConfigError(f"must be a finite number > 0, got {c.flow_weight!r}", "flow_weight")
 
 
 #: Named recipes: key -> value over the dataclass defaults. ``bmvc2020`` is the defaults

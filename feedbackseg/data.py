@@ -121,9 +121,12 @@ class ShardDataset(Dataset):
         input: what the ``distorted`` item (the network input) holds: "distorted" (default)
             or "clean" (the clean image, for a network trained or evaluated without
             turbulence); ``clean`` (the restoration target) is the clean image either way.
+        return_flow: also return the stored displacement (``flow``, see :meth:`flow`),
+            resized with the images and cropped and flipped with them (a horizontal flip
+            mirrors the field and negates its column component).
 
     Items: ``distorted``, ``clean`` float32 (3, H, W) in [0, 1]; ``label`` int64 (H, W);
-    ``name`` str; ``index`` int.
+    ``name`` str; ``index`` int; with ``return_flow`` ``flow`` float32 (2, H, W) [px].
     """
 
     def __init__(
@@ -137,10 +140,12 @@ class ShardDataset(Dataset):
         locking: bool | None = None,
         num_classes: int = 19,
         input: str = "distorted",
+        return_flow: bool = False,
     ) -> None:
         if input not in INPUTS:
             raise ValueError(f"input must be one of {', '.join(INPUTS)}, got {input!r}")
         self.input = input
+        self.return_flow = bool(return_flow)
         self.root = Path(root)
         self.split = split
         self.entries = split_shards(self.root, split)
@@ -247,7 +252,8 @@ class ShardDataset(Dataset):
             label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
         return distorted, clean, label
 
-    def _augment(self, arrays: list[np.ndarray], index: int) -> list[np.ndarray]:
+    def _augment(self, arrays: list[np.ndarray], index: int) -> tuple[list[np.ndarray], bool]:
+        """The arrays (H, W, ...) cropped and flipped alike; and whether they were flipped."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.crop is not None:
             h, w = arrays[0].shape[:2]
@@ -255,9 +261,10 @@ class ShardDataset(Dataset):
             top = int(rng.integers(0, h - ch + 1))
             left = int(rng.integers(0, w - cw + 1))
             arrays = [a[top : top + ch, left : left + cw] for a in arrays]
-        if rng.random() < 0.5:
+        flipped = bool(rng.random() < 0.5)
+        if flipped:
             arrays = [a[:, ::-1] for a in arrays]
-        return arrays
+        return arrays, flipped
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         shard, local = self.locate(int(index))
@@ -269,18 +276,50 @@ class ShardDataset(Dataset):
         distorted, clean, label = self._resize(item)
         if self.input == "clean":
             distorted = clean
+        arrays = [distorted, clean, label]
+        if self.return_flow:
+            if "flow" not in item:
+                raise DataError(f"{self.root}: the shards store no flow")
+            arrays.append(self._resized_flow(item["flow"]).transpose(1, 2, 0))  # (H, W, 2)
+        flipped = False
         if self.augment:
-            distorted, clean, label = self._augment([distorted, clean, label], int(index))
+            arrays, flipped = self._augment(arrays, int(index))
+        distorted, clean, label = arrays[:3]
         label = label.astype(np.int64)
         if self.num_classes == 20:
             label[label == IGNORE_LABEL] = 19
-        return {
+        sample = {
             "distorted": _to_chw(distorted),
             "clean": _to_chw(clean),
             "label": torch.from_numpy(np.ascontiguousarray(label)),
             "name": str(item["name"]),
             "index": int(index),
         }
+        if self.return_flow:
+            flow = np.ascontiguousarray(arrays[3].transpose(2, 0, 1), dtype=np.float32)
+            if flipped:
+                flow[1] *= -1.0  # a mirrored field points the other way along the columns
+            sample["flow"] = torch.from_numpy(flow)
+        return sample
+
+    def _resized_flow(self, flow: np.ndarray) -> np.ndarray:
+        """A stored flow (2, h, w) [px] at :attr:`image_size`: bilinear, scaled per axis."""
+        h, w = self.image_size
+        sh, sw = flow.shape[-2:]
+        if (sh, sw) != (h, w):
+            rows = cv2.resize(flow[0], (w, h), interpolation=cv2.INTER_LINEAR) * (h / sh)
+            cols = cv2.resize(flow[1], (w, h), interpolation=cv2.INTER_LINEAR) * (w / sw)
+            flow = np.stack([rows, cols])
+        return np.ascontiguousarray(flow, dtype=np.float32)
+
+    @property
+    def flow_resample(self) -> str | None:
+        """How the stored flow was brought to the stored size ("nearest", "area"), or None
+        without one (:attr:`turbsim.shards.ShardReader.flow_resample`)."""
+        try:
+            return self._reader(0).flow_resample
+        except _READ_ERRORS as error:
+            raise _read_error(self.root / self.entries[0]["file"], self.root, error) from None
 
     @property
     def has_flow(self) -> bool:
@@ -315,13 +354,7 @@ class ShardDataset(Dataset):
             raise DataError(f"{self.root}: the shards store no flow") from None
         except _READ_ERRORS as error:
             raise _read_error(reader.path, self.root, error) from None
-        h, w = self.image_size
-        sh, sw = flow.shape[-2:]
-        if (sh, sw) != (h, w):
-            rows = cv2.resize(flow[0], (w, h), interpolation=cv2.INTER_LINEAR) * (h / sh)
-            cols = cv2.resize(flow[1], (w, h), interpolation=cv2.INTER_LINEAR) * (w / sw)
-            flow = np.stack([rows, cols])
-        return np.ascontiguousarray(flow, dtype=np.float32)
+        return self._resized_flow(flow)
 
     def close(self) -> None:
         """Close the open shard files of this process."""

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_ITERATIONS",
     "EvalError",
     "checkpoint_height",
+    "checkpoint_mode",
     "checkpoint_iterations",
     "load_model",
     "predicted_ids",
@@ -79,6 +80,16 @@ def load_model(
 def _config(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
     config = checkpoint.get("config")
     return config if isinstance(config, Mapping) else {}
+
+
+def checkpoint_mode(path: str | os.PathLike) -> str:
+    """The training mode of a trainer checkpoint ("erfnet", "restore-seg", "feedback",
+    "restore").
+
+    Raises:
+        CheckpointError: missing, unreadable or foreign file.
+    """
+    return str(load_model(path, "cpu")[1]["mode"])
 
 
 def checkpoint_height(checkpoint: Mapping[str, Any]) -> int | None:

@@ -71,10 +71,12 @@ class Progress:
             append_metrics(self.run, record)
             if self.writer is not None:
                 for key in _SCALARS:
-                    self.writer.add_scalar(f"train/{key}", record[key], step)
+                    if record[key] is not None:
+                        self.writer.add_scalar(f"train/{key}", record[key], step)
+            lr = "lr_s" if record["lr_s"] is not None else "lr_r"  # the restore mode has no S
             self.say(
                 f"step {step}/{total} epoch {epoch} loss_seg {record['loss_seg']:.4f} "
-                f"loss_l1 {record['loss_l1']:.4f} lr_s {record['lr_s']:.3g} "
+                f"loss_l1 {record['loss_l1']:.4f} {lr} {record[lr]:.3g} "
                 f"{record['samples_per_s']:.1f} samples/s"
             )
         self.reset()

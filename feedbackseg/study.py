@@ -47,11 +47,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
-from feedbackseg.data import ShardDataset, split_names, split_shards, steps_per_epoch
+from feedbackseg.data import split_names, split_shards, steps_per_epoch
 from feedbackseg.rundir import BEST_NAME, CONFIG_NAME, LAST_NAME, read_metrics, saved_config_diff
 from turbsim import _files
 
@@ -64,7 +61,6 @@ __all__ = [
     "Study",
     "StudyError",
     "evaluate_run",
-    "inverse_flow",
     "load_study",
     "parse_only",
     "parse_seeds",
@@ -84,8 +80,8 @@ STUDY_SPLIT = "val"
 FORBIDDEN_KEYS = frozenset({"shards", "out", "seed", "resume", "overwrite", "val_split"})
 #: Top-level keys of a study file.
 _TOP_KEYS = frozenset({"description", "seeds", "defaults", "cells"})
-#: Iterations of the fixed point of :func:`inverse_flow`.
-_INVERSE_ITERATIONS = 20
+#: ``pretrained_restorer = "cell:NAME"`` in a cell: R starts from NAME's run of the same seed.
+CELL_PREFIX = "cell:"
 
 
 class StudyError(ValueError):
@@ -127,8 +123,17 @@ class Cell:
 
     @property
     def restores(self) -> bool:
-        """Whether the cell has a restorer R (restore-seg, feedback)."""
+        """Whether the cell has a restorer R (restore-seg, feedback, restore)."""
         return self.mode != "erfnet"
+
+    @property
+    def depends_on(self) -> str | None:
+        """The cell whose run of the same seed this one starts R from
+        (``pretrained_restorer = "cell:NAME"``: that run's best.pt), or None."""
+        value = self.values.get("pretrained_restorer")
+        if isinstance(value, str) and value.startswith(CELL_PREFIX):
+            return value[len(CELL_PREFIX) :]
+        return None
 
 
 @dataclass(frozen=True)
@@ -242,11 +247,23 @@ def parse_study(text: str, source: str) -> Study:
         if not name or "/" in name or name.startswith(".") or ":" in name:
             raise StudyError(f"{source}: bad cell name {name!r}")
         values = {**defaults, **_table_values(source, f"[cells.{name}]", table)}
+        check = dict(values)
+        if Cell(name, values).depends_on is not None:
+            check["pretrained_restorer"] = "R.pt"  # the dependency's best.pt, checked below
         try:
-            resolve_config("SHARDS", "OUT", values.get("recipe"), None, values)
+            resolve_config("SHARDS", "OUT", values.get("recipe"), None, check)
         except ConfigError as error:
             raise StudyError(f"{source}: [cells.{name}]: {error}") from None
         cells[name] = Cell(name, values)
+    for name, cell in cells.items():
+        needed = cell.depends_on
+        if needed is not None and (
+            needed not in cells or not cells[needed].restores or cells[needed].depends_on
+        ):
+            raise StudyError(
+                f"{source}: [cells.{name}]: pretrained_restorer {CELL_PREFIX}{needed} must name "
+                "a cell with a restorer that depends on no other"
+            )
     return Study(source, cells, seeds, str(data.get("description", "")))
 
 
@@ -307,6 +324,9 @@ def run_config(
     """The TrainConfig of one run: the cell's values, ``seed``, validation on ``val``."""
     values = {**study.cells[cell].values, **(overrides or {})}
     values.update(seed=seed, val_split=STUDY_SPLIT)
+    needed = study.cells[cell].depends_on
+    if needed is not None:
+        values["pretrained_restorer"] = str(run_dir(study_dir, needed, seed) / BEST_NAME)
     out = run_dir(study_dir, cell, seed)
     try:
         return resolve_config(shards, out, values.get("recipe"), None, values)
@@ -362,95 +382,6 @@ def _train_run(config: TrainConfig, resume: bool, log: Callable[[str], None]) ->
 
 
 # ------------------------------------------------------------------------------ evaluation
-def inverse_flow(field: torch.Tensor, iterations: int = _INVERSE_ITERATIONS) -> torch.Tensor:
-    """The flow G that undoes the displacement F: what R's flow equals for a perfect restoration.
-
-    Convention (turbsim README "Conventions", :func:`feedbackseg.flow.warp`): the shards hold
-    ``distorted(p) = clean(p + F(p))`` and R outputs ``restored(p) = distorted(p + G(p))``
-    = ``clean(p + G(p) + F(p + G(p)))``, so restoration is perfect when
-    ``G(p) = -F(p + G(p))``: the inverse displacement, ``-F`` to first order (not ``-F``
-    exactly: F is sampled at the displaced point). Solved by the fixed point
-    ``G <- -F(p + G)`` (bilinear sampling, clamped border), a contraction while F's gradient
-    is below 1 (a few px of smooth tilt: converged to ~1e-6 px in far fewer than 20 steps).
-
-    Args:
-        field: F, (B, 2, H, W) [px], (row, col).
-        iterations: fixed-point steps.
-
-    Returns:
-        G, (B, 2, H, W) float32 [px].
-    """
-    from feedbackseg.flow import warp
-
-    field = field.float()
-    inverse = -field
-    for _ in range(iterations):
-        inverse = -warp(field, inverse)
-    return inverse
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Per-image PSNR [dB] of images in [0, 1], (B, 3, H, W) -> (B,)."""
-    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return (10.0 * torch.log10(1.0 / mse)).cpu().numpy()
-
-
-@torch.no_grad()
-def _restoration(checkpoint_path: Path, shards: str, device: str) -> dict[str, float]:
-    """PSNR of R's restoration and of the input against the clean images, and R's flow EPE
-    against :func:`inverse_flow` of the stored field (when the shards store it), over
-    :data:`STUDY_SPLIT` at the checkpoint's height; PSNR is the mean of per-image values.
-    ``flow_epe_zero_px`` is the EPE of a flow of zero (no restoration: the mean length of the
-    true inverse displacement), the scale ``flow_epe_px`` is to be read against;
-    ``flow_length_px`` the mean length of R's flow; ``psnr_oracle_flow`` the PSNR of the input
-    warped with the true inverse displacement (the best a restorer that only warps can do:
-    below the clean image's infinity when the shards are also blurred). With several feedback
-    iterations,
-    ``feedback_flow_change_px``: the mean length of R's last flow minus its first (what the
-    feedback signal changes in the restoration; the first iteration runs without it)."""
-    from feedbackseg.flow import warp
-    from feedbackseg.inference import checkpoint_height, checkpoint_iterations, load_model
-    from feedbackseg.models import infer
-
-    model, checkpoint = load_model(checkpoint_path, device)
-    dataset = ShardDataset(shards, STUDY_SPLIT, height=checkpoint_height(checkpoint))
-    iterations = checkpoint_iterations(checkpoint)
-    has_flow = dataset.has_flow
-    dev = next(model.parameters()).device
-    restored_db, distorted_db, epe, epe_zero, length, change = [], [], [], [], [], []
-    oracle_db: list[float] = []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        x = item["distorted"][None].to(dev)
-        clean = item["clean"][None].to(dev)
-        out = infer(model, x, iterations)
-        restored_db.extend(_psnr(out.restored[-1].clamp(0, 1), clean))
-        distorted_db.extend(_psnr(x, clean))
-        length.append(float(out.flows[-1].float().pow(2).sum(1).sqrt().mean()))
-        if len(out.flows) > 1:
-            step = (out.flows[-1].float() - out.flows[0].float()).pow(2).sum(1).sqrt()
-            change.append(float(step.mean()))
-        if has_flow:
-            truth = inverse_flow(torch.from_numpy(dataset.flow(index))[None].to(dev))
-            error = (out.flows[-1].float() - truth).pow(2).sum(1).sqrt()
-            epe.append(float(error.mean()))
-            epe_zero.append(float(truth.pow(2).sum(1).sqrt().mean()))
-            oracle_db.extend(_psnr(warp(x, truth).clamp(0, 1), clean))
-    dataset.close()
-    result = {
-        "psnr_restored": float(np.mean(restored_db)),
-        "psnr_distorted": float(np.mean(distorted_db)),
-        "flow_length_px": float(np.mean(length)),
-    }
-    if change:
-        result["feedback_flow_change_px"] = float(np.mean(change))
-    if has_flow:
-        result["flow_epe_px"] = float(np.mean(epe))
-        result["flow_epe_zero_px"] = float(np.mean(epe_zero))
-        result["psnr_oracle_flow"] = float(np.mean(oracle_db))
-    return result
-
-
 def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> dict[str, Any]:
     """Evaluate a finished run's best.pt and write ``RUN/study_eval.json`` (read back if there).
 
@@ -463,14 +394,27 @@ def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> 
     feedback cells. At t = 1 the feedback signal is exactly zero (the delta of logits is
     ``logits_0 - logits_0``), so ``miou_per_iteration[0]`` is the mIoU with the feedback zeroed.
     """
-    from feedbackseg.evaluate import evaluate_checkpoint
-
     run = Path(config.out)
     path = run / EVAL_NAME
     if path.is_file():
         return json.loads(path.read_text())
     device = device or config.device
     best = run / BEST_NAME
+    data = _segmentation(config, cell, best, device) if cell.mode != "restore" else {}
+    if cell.restores:
+        data.update(_restoration(config, best, device))
+    data.setdefault("miou", None)  # the restore mode segments nothing
+    data.setdefault("per_class", {})
+    data["steps"] = total_steps(config)
+    if _is_main():
+        _files.write_json(path, _finite(data), indent=2)
+    return data
+
+
+def _segmentation(config: TrainConfig, cell: Cell, best: Path, device: str) -> dict[str, Any]:
+    """The mIoU keys of :func:`evaluate_run` (``fbseg eval``'s numbers)."""
+    from feedbackseg.evaluate import evaluate_checkpoint
+
     evaluation = evaluate_checkpoint(best, config.shards, STUDY_SPLIT, device=device)
     result = evaluation.result.to_dict()
     data: dict[str, Any] = {
@@ -480,7 +424,6 @@ def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> 
         "resolution": result["resolution"],
         "iterations": evaluation.iterations,
         "step": evaluation.step,
-        "steps": total_steps(config),
     }
     if len(result.get("miou_per_iteration") or []) > 1:
         data["miou_per_iteration"] = result["miou_per_iteration"]
@@ -488,10 +431,22 @@ def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> 
         clean = evaluate_checkpoint(best, config.shards, STUDY_SPLIT, device=device, input="clean")
         data["miou_clean"] = clean.result.to_dict()["miou"]
         data["per_class_clean"] = clean.result.to_dict()["per_class"]
-    if cell.restores:
-        data.update(_restoration(best, config.shards, device))
-    if _is_main():
-        _files.write_json(path, _finite(data), indent=2)
+    return data
+
+
+def _restoration(config: TrainConfig, best: Path, device: str) -> dict[str, Any]:
+    """R's restoration keys of :func:`evaluate_run` (:mod:`feedbackseg.restoration`): on the
+    val split, and R's PSNR gain on as many stored training images (``psnr_gain_train_db``;
+    a gain far above the val one is memorisation)."""
+    from feedbackseg.restoration import checkpoint_restoration
+
+    val = checkpoint_restoration(best, config.shards, STUDY_SPLIT, device=device)
+    train = checkpoint_restoration(
+        best, config.shards, config.train_split, device=device, limit=val.get("samples")
+    )
+    data = {k: v for k, v in val.items() if k not in ("split", "mode")}
+    data["psnr_gain_train_db"] = train.get("psnr_gain_db")
+    data.setdefault("iterations", 1)
     return data
 
 
@@ -564,10 +519,20 @@ def run_study(
         study_dir.mkdir(parents=True, exist_ok=True)
         _files.write_json(study_dir / "study.json", study.to_dict(), indent=2)
     selected = list(only) if only is not None else study.runs()
+    selected.sort(key=lambda run: study.cells[run[0]].depends_on is not None)  # stable
     outcome = StudyOutcome()
     for cell, seed in selected:
         name = f"{cell}:{seed}"
         config = run_config(study, cell, seed, shards, study_dir, overrides)
+        needed = study.cells[cell].depends_on
+        if needed is not None and not run_finished(
+            run_config(study, needed, seed, shards, study_dir, overrides)
+        ):
+            raise StudyError(
+                f"[{name}] starts R from {needed}:{seed}, which is not finished: train it first "
+                f"(--only {needed}:{seed})",
+                "only",
+            )
         if run_finished(config):
             outcome.skipped.append(name)
             say(f"[{name}] finished already: {config.out}")

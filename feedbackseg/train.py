@@ -26,20 +26,18 @@ matrices, so no pixel is counted twice.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
-from feedbackseg.config import TrainConfig
+from feedbackseg.config import ConfigError, TrainConfig
 from feedbackseg.data import ShardDataset, steps_per_epoch
 from feedbackseg.distributed import (
     DistributedContext,
@@ -52,6 +50,7 @@ from feedbackseg.models import TRAIN_STEPS, NonFiniteError
 from feedbackseg.precision import cuda_float32_precision
 from feedbackseg.preflight import check_batch_memory, check_val_split
 from feedbackseg.progress import Progress as _Progress
+from feedbackseg.restoration import smoothed_inverse
 from feedbackseg.rundir import (
     BEST_NAME,
     CONFIG_NAME,
@@ -59,7 +58,6 @@ from feedbackseg.rundir import (
     METRICS_NAME,
     TENSORBOARD_DIR,
     TrainError,
-    append_metrics,
     check_run_dir,
     discard_unstarted_run,
     setup_run_dir,
@@ -68,10 +66,10 @@ from feedbackseg.train_state import (
     TrainState,
     build_state,
     initial_class_weights,
-    save_best,
     save_last,
 )
 from feedbackseg.turbulence import OnlineTurbulence, check_turbulence
+from feedbackseg.validation import validate
 from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
 
 #: Old names of the schema constants (kept public).
@@ -106,9 +104,10 @@ class TrainResult:
         run_dir: the run folder.
         step: optimiser steps taken in total.
         epoch: epochs completed (fractional epochs not counted).
-        best_miou: best validation mIoU (None without validation).
+        best_miou: best validation mIoU (None without validation, and in the restore mode).
         last_val: the last validation record (as in metrics.jsonl) or None.
         rank: this process's rank (0 without torchrun); rank 0 reports.
+        best_psnr_gain_db: the restore mode's best validation PSNR gain of R [dB] or None.
     """
 
     run_dir: Path
@@ -117,6 +116,7 @@ class TrainResult:
     best_miou: float | None
     last_val: dict[str, Any] | None
     rank: int = 0
+    best_psnr_gain_db: float | None = None
 
 
 # --------------------------------------------------------------------------------- the loss
@@ -201,7 +201,14 @@ def _datasets(
         num_classes=config.num_classes,
         # online turbulence distorts the clean images afresh (feedbackseg.turbulence)
         input="clean" if config.turbulence == "online" else config.input,
+        return_flow=config.flow_loss == "epe" and config.turbulence == "stored",
     )
+    if train_set.return_flow and not train_set.has_flow:
+        raise ConfigError(
+            f"{config.shards} stores no flow (turbsim generate --store-flow); the EPE loss "
+            "needs it, or --turbulence online",
+            "flow_loss",
+        )
     check_batch_memory(config, train_set.image_size)
     check_turbulence(config, train_set.stored_size, train_set.image_size)
     val_set = None
@@ -260,111 +267,6 @@ def _data(
     return _Data(train_set, val_set, sampler, loader, spe, total, turbulence)
 
 
-# ----------------------------------------------------------------------------- validation
-def _sync_buffers(model: nn.Module, ctx: DistributedContext) -> None:
-    """Rank 0's BatchNorm statistics on every rank (before validating with the bare model)."""
-    if not ctx.distributed:
-        return
-    import torch.distributed as dist
-
-    for buffer in model.buffers():
-        dist.broadcast(buffer.data, src=0)
-
-
-@contextlib.contextmanager
-def _channels_last_inputs(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """Feed ``model`` channels-last inputs while the block runs (as the training steps do)."""
-    if not enabled:
-        yield
-        return
-
-    def to_channels_last(module: nn.Module, args: tuple, kwargs: dict) -> tuple:
-        x = args[0].contiguous(memory_format=torch.channels_last)
-        return (x, *args[1:]), kwargs
-
-    handle = model.register_forward_pre_hook(to_channels_last, with_kwargs=True)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-def _evaluate(state: TrainState, val_set: ShardDataset) -> Any:
-    """:func:`feedbackseg.evaluate.evaluate` of the bare model on this rank's share of
-    ``val_set``, in the training precision and memory format; the global RNG is left as it was
-    (the evaluation loader draws its base seed from it) and the model back in train mode."""
-    from feedbackseg.evaluate import EvalError, evaluate
-
-    config, device = state.config, state.device
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=state.autocast_dtype)
-        if state.autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
-    rng = torch.get_rng_state()
-    try:
-        with autocast, _channels_last_inputs(state.model, state.channels_last):
-            return evaluate(
-                state.model,
-                val_set,
-                config.iterations,
-                device,
-                config.batch_size,
-                num_workers=config.workers,
-            )
-    except EvalError as error:
-        reason = str(error).removeprefix(f"{val_set.root}: ")
-        raise TrainError(f"{config.shards} split {config.val_split!r}: {reason}") from None
-    finally:
-        torch.set_rng_state(rng)
-        state.model.train()
-
-
-def validate(
-    state: TrainState, val_set: ShardDataset | None, at_epoch: int, progress: _Progress
-) -> dict[str, Any] | None:
-    """Evaluate on ``val_set``, log the val record, keep best.pt; the record (None: no split).
-
-    Every rank calls it (the confusion matrices are summed over the ranks).
-    """
-    if val_set is None:
-        return None
-    config = state.config
-    _sync_buffers(state.model, state.ctx)
-    result = _evaluate(state, val_set)
-    final = result.confusion.as_dict()
-    record = {
-        "kind": "val",
-        "step": state.step,
-        "epoch": at_epoch,
-        "split": config.val_split,
-        "val_miou": final["miou"],
-        "val_pixel_accuracy": final["pixel_accuracy"],
-        "val_pixels": final["pixels"],
-        "val_resolution": list(val_set.image_size),
-        "per_class": final["per_class"],
-    }
-    if len(result.iteration_confusions) > 1:
-        record["val_miou_per_iteration"] = [
-            m.as_dict()["miou"] for m in result.iteration_confusions
-        ]
-    miou = final["miou"]
-    improved = miou is not None and (state.best_miou is None or miou > state.best_miou)
-    if improved:
-        state.best_miou = miou
-    if state.ctx.is_main:
-        append_metrics(state.run, record)
-        if progress.writer is not None and miou is not None:
-            progress.writer.add_scalar("val/miou", miou, state.step)
-        shown = "n/a" if miou is None else f"{100 * miou:.2f}"
-        h, w = val_set.image_size
-        progress.say(f"step {state.step}: val mIoU {shown} % on {config.val_split} at {h}x{w}")
-        if improved:
-            save_best(state)
-    state.ctx.barrier()
-    return record
-
-
 # ----------------------------------------------------------------------------------- train
 def _take_step(
     state: TrainState,
@@ -382,8 +284,9 @@ def _take_step(
     """
     config, device = state.config, state.device
     clean = batch["clean"].to(device, non_blocking=True)
+    flow = batch["flow"].to(device, non_blocking=True) if "flow" in batch else None
     if turbulence is not None:
-        x, _ = turbulence(clean, state.epoch, batch["index"])
+        x, flow = turbulence(clean, state.epoch, batch["index"])
     else:
         x = batch["distorted"].to(device, non_blocking=True)
     label = batch["label"].to(device, non_blocking=True)
@@ -393,6 +296,9 @@ def _take_step(
     kwargs: dict[str, Any] = {"autocast_dtype": state.autocast_dtype, "scaler": state.scaler}
     if config.mode == "feedback":
         kwargs["iterations"] = config.iterations
+    if config.flow_loss == "epe":  # the smoothed inverse of this sample's displacement
+        kwargs["flow_target"] = smoothed_inverse(flow)
+        kwargs["flow_weight"] = config.flow_weight
     try:
         result = TRAIN_STEPS[config.mode](
             state.step_model,
@@ -528,7 +434,10 @@ def _run(
         last_val = train_one_epoch(state, data, seg_loss, progress) or last_val
     progress.close()
     progress.say(f"done: {state.step} steps; {state.run}")
-    return TrainResult(state.run, state.step, state.epoch, state.best_miou, last_val, ctx.rank)
+    return TrainResult(
+        state.run, state.step, state.epoch, state.best_miou, last_val, ctx.rank,
+        state.best_psnr_gain_db,
+    )  # fmt: skip
 
 
 def fit(

@@ -27,6 +27,7 @@ from feedbackseg.checkpoints import (
     CheckpointError,
     export_state_dict,
     load_pretrained_encoder,
+    load_pretrained_restorer,
     save_checkpoint,
 )
 from feedbackseg.config import TrainConfig
@@ -70,7 +71,9 @@ class TrainState:
         class_weights: (C,) float32 CB-iFL weights, or None for unit weights.
         step: optimiser steps taken; epoch: epochs completed; batch_in_epoch: batches taken in
             the current epoch.
-        best_miou: best validation mIoU so far (None before any).
+        best_miou: best validation mIoU so far (None before any, and in the restore mode).
+        best_psnr_gain_db: the restore mode's best validation PSNR gain of R [dB] (what its
+            best.pt is chosen by).
         last_saved_step: the step of the newest last.pt (None before the first).
     """
 
@@ -78,8 +81,8 @@ class TrainState:
     ctx: DistributedContext
     model: nn.Module
     restorer: nn.Module | None
-    segmenter: nn.Module
-    opt_s: torch.optim.Optimizer
+    segmenter: nn.Module | None
+    opt_s: torch.optim.Optimizer | None
     opt_r: torch.optim.Optimizer | None
     sched_s: Any
     sched_r: Any
@@ -93,6 +96,7 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0
     best_miou: float | None = None
+    best_psnr_gain_db: float | None = None
     last_saved_step: int | None = None
 
     @property
@@ -108,11 +112,13 @@ class TrainState:
     def learning_rates(self) -> tuple[float, float | None]:
         """(S's, R's or None) learning rates that the next step uses."""
         lr_r = None if self.opt_r is None else self.opt_r.param_groups[0]["lr"]
-        return self.opt_s.param_groups[0]["lr"], lr_r
+        lr_s = None if self.opt_s is None else self.opt_s.param_groups[0]["lr"]
+        return lr_s, lr_r
 
     def end_epoch(self) -> None:
         """Step the schedulers and move to the next epoch."""
-        self.sched_s.step()
+        if self.sched_s is not None:
+            self.sched_s.step()
         if self.sched_r is not None:
             self.sched_r.step()
         self.epoch += 1
@@ -159,7 +165,7 @@ def initial_class_weights(config: TrainConfig, log: Callable[[str], None]) -> to
     ``shards``: class-balanced weights of the training split's pixel counts (the void class of
     the 20-class layout gets weight 0, SPEC 3); ``bmvc2020``: the fixed constants.
     """
-    if config.loss != "cb-ifl" or config.class_weights == "none":
+    if config.loss != "cb-ifl" or config.class_weights == "none" or config.mode == "restore":
         return None
     if config.class_weights == "bmvc2020":
         weights = BMVC2020_CLASS_WEIGHTS.clone()
@@ -201,21 +207,29 @@ def _new_state(
         config.channels_last if config.channels_last is not None else device.type == "cuda"
     )
     seed_everything(config.seed)
-    model = build_model(config.mode, config.num_classes, config.small)
+    model = build_model(
+        config.mode, config.num_classes, config.small, config.flow_init, config.restorer_bn
+    )
     restorer, segmenter = model_parts(model)
     if config.pretrained_encoder is not None and fresh:
         for note in load_pretrained_encoder(segmenter, config.pretrained_encoder):
+            say(f"note: {note}")
+    if config.pretrained_restorer is not None and fresh:
+        for note in load_pretrained_restorer(restorer, config.pretrained_restorer):
             say(f"note: {note}")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     c = config
-    opt_s = _adam(segmenter.parameters(), c.lr_s, c.betas_s, c.eps_s, c.weight_decay_s)
+    opt_s = sched_s = None
+    if segmenter is not None:
+        opt_s = _adam(segmenter.parameters(), c.lr_s, c.betas_s, c.eps_s, c.weight_decay_s)
     opt_r = None
     if restorer is not None:
         opt_r = _adam(restorer.parameters(), c.lr_r, c.betas_r, c.eps_r, c.weight_decay_r)
     step_lr = torch.optim.lr_scheduler.StepLR
-    sched_s = step_lr(opt_s, step_size=c.lr_s_decay_epochs, gamma=c.lr_s_decay)
+    if opt_s is not None:
+        sched_s = step_lr(opt_s, step_size=c.lr_s_decay_epochs, gamma=c.lr_s_decay)
     sched_r = None
     if opt_r is not None:
         sched_r = step_lr(opt_r, step_size=c.lr_r_decay_epochs, gamma=c.lr_r_decay)
@@ -230,10 +244,12 @@ def _restore(state: TrainState, checkpoint: dict[str, Any]) -> None:
     """Load a last.pt into ``state``: weights, optimisers, schedulers, scaler, counters, RNG."""
     try:
         state.model.load_state_dict(checkpoint["model"])
-        state.opt_s.load_state_dict(checkpoint["optimizers"]["s"])
+        if state.opt_s is not None:
+            state.opt_s.load_state_dict(checkpoint["optimizers"]["s"])
         if state.opt_r is not None:
             state.opt_r.load_state_dict(checkpoint["optimizers"]["r"])
-        state.sched_s.load_state_dict(checkpoint["schedulers"]["s"])
+        if state.sched_s is not None:
+            state.sched_s.load_state_dict(checkpoint["schedulers"]["s"])
         if state.sched_r is not None:
             state.sched_r.load_state_dict(checkpoint["schedulers"]["r"])
         if state.scaler is not None and checkpoint.get("scaler"):
@@ -244,6 +260,7 @@ def _restore(state: TrainState, checkpoint: dict[str, Any]) -> None:
     state.step, state.epoch = int(checkpoint["step"]), int(checkpoint["epoch"])
     state.batch_in_epoch = int(checkpoint.get("batch_in_epoch", 0))
     state.best_miou = checkpoint.get("best_miou")
+    state.best_psnr_gain_db = checkpoint.get("best_psnr_gain_db")
     weights = checkpoint.get("class_weights")
     state.class_weights = None if weights is None else weights.float()
     ctx = state.ctx
@@ -263,6 +280,10 @@ def _wrap_parallel(state: TrainState) -> Any:
         return state.model
     device = state.device
     ids = [device.index] if device.type == "cuda" else None
+    if state.segmenter is None:  # the restore mode: R alone
+        return _ParallelPair(
+            DistributedDataParallel(state.restorer, device_ids=ids), None, state.config.num_classes
+        )
     wrapped_s = DistributedDataParallel(state.segmenter, device_ids=ids)
     if state.restorer is None:
         return wrapped_s
@@ -320,9 +341,13 @@ def checkpoint_payload(state: TrainState, full: bool) -> dict[str, Any]:
         "image_size": list(state.image_size),
         "class_weights": None if state.class_weights is None else state.class_weights.clone(),
     }
+    if config.mode == "restore":
+        data["best_psnr_gain_db"] = state.best_psnr_gain_db
     if full:
-        data["optimizers"] = {"s": state.opt_s.state_dict()}
-        data["schedulers"] = {"s": state.sched_s.state_dict()}
+        data["optimizers"], data["schedulers"] = {}, {}
+        if state.opt_s is not None and state.sched_s is not None:
+            data["optimizers"]["s"] = state.opt_s.state_dict()
+            data["schedulers"]["s"] = state.sched_s.state_dict()
         if state.opt_r is not None and state.sched_r is not None:
             data["optimizers"]["r"] = state.opt_r.state_dict()
             data["schedulers"]["r"] = state.sched_r.state_dict()

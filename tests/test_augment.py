@@ -291,3 +291,27 @@ def test_native_size_approximates_turbsim_generate_size(tmp_path, blur: str) -> 
             _, fresh = module(images, torch.Generator().manual_seed(0))
             ratio = float(fresh.std()) / float(np.std(area_resize_field(field, stored)))
             assert 0.7 < ratio < 1.4
+
+
+def test_stored_render_has_the_law_of_the_native_render(reference_params: TurbulenceParams) -> None:
+    """render="stored" (fields drawn at the images' size with the area-averaged covariance)
+    against render="native" (drawn at the native size, then area-averaged): variance and a
+    lag-2 moment within the sample error; non-integer ratios are refused."""
+    m, native, size = 64, (128, 256), (32, 64)
+    fields = {}
+    for render in ("native", "stored"):
+        module = augment.RandomTurbulence(reference_params, native_size=native, render=render)
+        flow, _ = module.sample_fields(m, size, torch.Generator().manual_seed(9))
+        fields[render] = flow.double().numpy()
+    for stat in (
+        lambda f: (f**2).mean(axis=(2, 3)),
+        lambda f: (f[..., 2:, :] * f[..., :-2, :]).mean(axis=(2, 3)),
+    ):
+        a, b = stat(fields["native"]), stat(fields["stored"])
+        err = np.hypot(a.std(axis=0, ddof=1), b.std(axis=0, ddof=1)) / math.sqrt(m)
+        assert np.all(np.abs(a.mean(axis=0) - b.mean(axis=0)) < 4 * err)
+    odd = augment.RandomTurbulence(reference_params, native_size=(100, 200), render="stored")
+    with pytest.raises(ValueError, match="integer multiple"):
+        odd(torch.rand(1, 3, 30, 60))
+    with pytest.raises(ValueError, match="render must be"):
+        augment.RandomTurbulence(reference_params, render="fast")

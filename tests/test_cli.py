@@ -62,6 +62,7 @@ def test_choice_lists_come_from_the_library() -> None:
         "compression": schema.COMPRESSIONS,
         "store_flow": schema.FLOW_CHOICES,
         "blur": schema.BLUR_MODES,
+        "flow_resample": schema.FLOW_RESAMPLES,
     }
     field = turbsim_cli.commands["field"]
     normalize = next(p for p in field.params if p.name == "normalize")

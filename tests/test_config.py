@@ -66,7 +66,7 @@ def test_bmvc2020_original_changes_only_the_label_layout() -> None:
 def test_modes_have_one_definition() -> None:
     from feedbackseg.models import MODES as MODEL_MODES
 
-    assert MODEL_MODES == MODES == ("erfnet", "restore-seg", "feedback")
+    assert MODEL_MODES == MODES == ("erfnet", "restore-seg", "feedback", "restore")
 
 
 def test_config_errors_carry_the_key_and_speak_config_words() -> None:

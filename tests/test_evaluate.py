@@ -227,6 +227,8 @@ def test_evaluate_checkpoint_is_what_fbseg_eval_reports(shards, checkpoints, tmp
     assert cli.exit_code == 0, cli.output
     assert cli.output.startswith(evaluation.report())
     data = json.loads(out.read_text())
+    restoration = data.pop("restoration")  # a model with R: its restoration diagnostics too
+    assert restoration["mode"] == "feedback" and "psnr_gain_db" in restoration
     assert list(data) == list(evaluation.to_dict())
     assert data == json.loads(json.dumps(evaluation.to_dict()))
     assert list(data)[-4:] == ["shards", "mode", "iterations", "step"]

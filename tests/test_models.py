@@ -16,6 +16,7 @@ from feedbackseg.models import (
     ERFNet,
     FeedbackOutput,
     FeedbackSegmenter,
+    Restoration,
     Restorer,
     RestoreSegmenter,
     build_model,
@@ -575,12 +576,14 @@ def test_erfnet_step_trains_the_segmenter_only(gen: torch.Generator) -> None:
 
 # --------------------------------------------------------------------------- registry
 def test_build_model_registry() -> None:
-    assert set(MODES) == set(TRAIN_STEPS) == {"erfnet", "restore-seg", "feedback"}
+    assert set(MODES) == set(TRAIN_STEPS) == {"erfnet", "restore-seg", "feedback", "restore"}
     with torch.device("meta"):
         erf = build_model("erfnet", num_classes=20)
         plain = build_model("restore-seg", num_classes=20)
         full = build_model("feedback", num_classes=20)
         small = build_model("feedback", num_classes=C, small=True)
+        alone = build_model("restore", num_classes=20)
+    assert isinstance(alone, Restoration) and n_params(alone) == 31_043_586
     assert isinstance(erf, ERFNet) and n_params(erf) == 2_064_256
     assert isinstance(plain, RestoreSegmenter) and plain.restorer.trans_block is None
     assert isinstance(full, FeedbackSegmenter)
@@ -623,6 +626,11 @@ def test_infer_is_one_signature_for_the_three_kinds(gen: torch.Generator, iterat
     distorted, _, _ = batch(gen)
     for mode in MODES:
         model = build_model(mode, num_classes=C, small=True).eval()
+        if mode == "restore":  # R alone: one restoration, no logits
+            out = infer(model, distorted, iterations)
+            assert out.logits == [] and len(out.restored) == len(out.flows) == 1
+            assert iterations_run(model, iterations) == 1
+            continue
         with torch.no_grad():
             out = infer(model, distorted, iterations)
             direct = model(distorted) if mode == "erfnet" else model(distorted, iterations)

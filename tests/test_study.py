@@ -17,12 +17,12 @@ from cli.fbseg_cmd import main
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
 from feedbackseg.data import ShardDataset
 from feedbackseg.flow import warp
+from feedbackseg.restoration import inverse_flow
 from feedbackseg.study import (
     EVAL_NAME,
     Cell,
     Study,
     StudyError,
-    inverse_flow,
     load_study,
     parse_only,
     parse_study,
@@ -387,7 +387,13 @@ def test_restoration_cells_report_psnr_flow_error_and_zeroed_feedback(
     summary = cells["restore-seg"]
     restoration = {
         "psnr_restored", "psnr_distorted", "flow_epe_px", "flow_epe_zero_px", "flow_length_px",
-        "psnr_oracle_flow",
+        "psnr_oracle_flow", "flow_epe_smooth_zero_px", "psnr_warp_reference",
+        "inverse_residual_px", "fold_fraction_stored",
+    } | {
+        f"{key}{suffix}"
+        for key in ("psnr_gain_db", "psnr_gain_train_db", "flow_epe_smooth_px",
+                    "flow_cosine_smooth")
+        for suffix in ("", "_per_seed", "_ci95")
     }  # fmt: skip
     assert set(summary) == CONTRACT_CELL | restoration
     assert summary["recovered"] is None  # no ERFNet cells: no harm

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from turbsim import blur as _blur
-from turbsim.field import SpectralFilter, spectral_filter
+from turbsim.field import SpectralFilter, spectral_filter, stored_scale_filter
 from turbsim.params import TurbulenceParams
 from turbsim.recipe import Recipe, RecipeError, resolve_recipe
 from turbsim.resample import area_weights
@@ -73,6 +73,8 @@ _FILTER_CACHE_SIZE = 8
 #: launches), small on the CPU, where a batch that leaves the caches is slower per frame
 #: (measured: 256x512 fields + warps at batch 32 ran at half the rate of batch 1 in one pass).
 _CHUNK_BYTES = {"cpu": 8 * 2**20, "other": 256 * 2**20}
+#: Where RandomTurbulence renders its fields (see its ``render`` argument).
+RENDERS = ("native", "stored")
 
 
 def _chunk(device: torch.device, item_bytes: int, count: int) -> int:
@@ -405,6 +407,12 @@ class RandomTurbulence(nn.Module):
             images are at native size. See the module docstring for the approximation.
         device: where the distortion is computed; None: on the images' device. Results are
             returned on the images' device either way.
+        render: with ``native_size``: ``"native"`` (default) renders each field at the native
+            size and area-averages it; ``"stored"`` renders directly at the images' size with
+            :func:`turbsim.field.stored_scale_filter`, the same Gaussian law (its covariance is
+            the area-averaged native one) at (native / image size)^2 times fewer pixels
+            (integer ratios only; with ``per-field`` normalisation each component is rescaled
+            to the stored field's expected std instead of the native field's sample std).
 
     ``forward(images, generator=None) -> (distorted, flow)``: images (B, C, H, W) uint8 or
     float in [0, 1]; distorted has their dtype and device; flow float32 (B, 2, H, W) [px]
@@ -421,8 +429,12 @@ class RandomTurbulence(nn.Module):
         recipe: Any,
         native_size: tuple[int, int] | None = None,
         device: torch.device | str | None = None,
+        render: str = "native",
     ) -> None:
         super().__init__()
+        if render not in RENDERS:
+            raise ValueError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+        self.render = render
         self.recipe, self.params = _as_recipe(recipe)
         if self.recipe is not None and self.recipe.is_fixed_physics():
             self.params = self.recipe.sample_params(np.random.default_rng(0))
@@ -436,8 +448,8 @@ class RandomTurbulence(nn.Module):
     def extra_repr(self) -> str:
         name = self.recipe.data.get("name") if self.recipe is not None else "fixed params"
         return (
-            f"recipe={name!r}, native_size={self.native_size}, normalize={self.normalize!r}, "
-            f"border={self.border!r}, blur={self.blur!r}"
+            f"recipe={name!r}, native_size={self.native_size}, render={self.render!r}, "
+            f"normalize={self.normalize!r}, border={self.border!r}, blur={self.blur!r}"
         )
 
     def sample_params(self, generator: torch.Generator | None = None) -> TurbulenceParams:
@@ -478,9 +490,14 @@ class RandomTurbulence(nn.Module):
         device = torch.device(device) if device is not None else torch.device("cpu")
         params = [self.sample_params(g) for g in gens]
         out = torch.empty((count, 2, h, w), dtype=torch.float32, device=device)
-        nh, nw = native
-        chunk = _chunk(device, 2 * 2 * nh * (nw + 1) * 8, count)
-        noise, spec = self._workspace(chunk, native, device)
+        grid = native if self.render == "native" else (h, w)  # where the noise lives
+        if grid != native and (native[0] % h or native[1] % w):
+            raise ValueError(
+                f"render='stored' needs native_size {native[0]}x{native[1]} to be an integer "
+                f"multiple of the image size {h}x{w}"
+            )
+        chunk = _chunk(device, 2 * 2 * grid[0] * (grid[1] + 1) * 8, count)
+        noise, spec = self._workspace(chunk, grid, device)
         pending: list[int] = []
         for i, g in enumerate(gens):
             if pending and (
@@ -523,8 +540,13 @@ class RandomTurbulence(nn.Module):
         spec: Tensor,
         out: Tensor,
     ) -> None:
-        n = len(index)
-        filt = spectral_filter(params[index[0]], native)
+        n, size = len(index), tuple(out.shape[-2:])
+        gain = torch.ones(2, device=out.device)
+        if self.render == "stored" and size != native:
+            filt, (g_row, g_col) = stored_scale_filter(params[index[0]], native, size)
+            gain = torch.tensor([g_row, g_col], dtype=torch.float32, device=out.device)
+        else:
+            filt = spectral_filter(params[index[0]], native)
         fields = _render(filt, noise[:n], spec[:n])
         if self.normalize == "per-field":  # float32 std: 4e-8 relative to float64 at 2M px
             std = fields.reshape(n, 2, -1).std(dim=-1, correction=1)
@@ -532,8 +554,8 @@ class RandomTurbulence(nn.Module):
         sigma = torch.tensor(
             [float(np.float32(sigma_r_px(params[i]))) for i in index], device=out.device
         )
-        fields = fields * sigma.view(-1, 1, 1, 1)
-        out[torch.as_tensor(index, device=out.device)] = area_resize_fields(fields, out.shape[-2:])
+        fields = fields * (sigma.view(-1, 1, 1, 1) * gain.view(1, 2, 1, 1))
+        out[torch.as_tensor(index, device=out.device)] = area_resize_fields(fields, size)
 
     def forward(
         self,

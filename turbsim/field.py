@@ -40,6 +40,7 @@ Normalize = Literal["ensemble", "per-field"]
 #: thread count).
 _NOISE_STREAMS = 16
 
+
 @dataclass(frozen=True, eq=False)
 class SpectralFilter:
     """Frequency response of the field generator on the rfft half plane of the 2H x 2W grid.
@@ -99,7 +100,15 @@ def filter_spectra(
     """
     h, w = _check_shape(shape)
     table = correlation_table(rho, wave, quadrature)
-    c_cc, c_rr, c_cr = covariance_images(table, f_theta_d_px, (h, w))
+    return _square_root_filter(*covariance_images(table, f_theta_d_px, (h, w)))
+
+
+def _square_root_filter(
+    c_cc: np.ndarray, c_rr: np.ndarray, c_cr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 3-5 of SPEC section 4 from unit-variance covariance images on the centred 2H x 2W
+    lag grid (modified in place): Blackman taper, spectra, per-frequency 2x2 square root."""
+    h, w = c_cc.shape[0] // 2, c_cc.shape[1] // 2
     win = np.outer(blackman(2 * h), blackman(2 * w))
 
     def spectrum(c: np.ndarray) -> np.ndarray:
@@ -127,7 +136,13 @@ def _full_plane_sum(half: np.ndarray) -> float:
 def _spectral_filter_cached(
     f_theta_d_px: float, rho: float, wave: str, h: int, w: int, quadrature: str
 ) -> SpectralFilter:
-    k_cc, k_rr, k_cr = filter_spectra(f_theta_d_px, rho, wave, (h, w), quadrature)
+    return _normalised_filter(*filter_spectra(f_theta_d_px, rho, wave, (h, w), quadrature))
+
+
+def _normalised_filter(k_cc: np.ndarray, k_rr: np.ndarray, k_cr: np.ndarray) -> SpectralFilter:
+    """The SpectralFilter of a square-root filter K (each (2H, W + 1)): unit ensemble variance
+    per component for standard complex normal half-plane noise."""
+    h, w = k_cc.shape[0] // 2, k_cc.shape[1] - 1
     n = 4 * h * w
     var_col = _full_plane_sum(k_cc**2 + k_cr**2) / n
     var_row = _full_plane_sum(k_rr**2 + k_cr**2) / n
@@ -166,6 +181,83 @@ def spectral_filter(
     h, w = _check_shape(shape)
     f_theta_d, rho, wave = params.shape_key()
     return _spectral_filter_cached(f_theta_d, rho, wave, h, w, quadrature)
+
+
+def _box_average(c: np.ndarray, sy: int, sx: int) -> np.ndarray:
+    """Covariance images of the sy x sx area average of a field, at stored lags.
+
+    ``c`` is on the centred native lag grid (2 H_n, 2 W_n); the mean over two boxes of sy x sx
+    pixels at a native offset m has covariance sum_d T(d) C(m + d) / (sy sx)^2 with the
+    triangle T(d) = (sy - |d_y|)(sx - |d_x|) (the autocorrelation of the box); sampled every
+    (sy, sx) lags this is the stored grid (2H, 2W), zero lag at (H, W).
+    """
+    from scipy.ndimage import correlate1d
+
+    for axis, s in ((0, sy), (1, sx)):
+        if s > 1:
+            tri = (s - np.abs(np.arange(-(s - 1), s, dtype=np.float64))) / float(s * s)
+            c = correlate1d(c, tri, axis=axis, mode="nearest")
+    return np.ascontiguousarray(c[::sy, ::sx])
+
+
+@lru_cache(maxsize=4)
+def _stored_filter_cached(
+    f_theta_d_px: float, rho: float, wave: str, native: tuple[int, int],
+    stored: tuple[int, int], quadrature: str,
+) -> tuple[SpectralFilter, tuple[float, float]]:  # fmt: skip
+    (nh, nw), (h, w) = native, stored
+    sy, sx = nh // h, nw // w
+    table = correlation_table(rho, wave, quadrature)
+    c_cc, c_rr, c_cr = (
+        _box_average(c, sy, sx) for c in covariance_images(table, f_theta_d_px, native)
+    )
+    v_cc, v_rr = float(c_cc[h, w]), float(c_rr[h, w])
+    c_cc /= v_cc
+    c_rr /= v_rr
+    c_cr /= math.sqrt(v_cc * v_rr)
+    filt = _normalised_filter(*_square_root_filter(c_cc, c_rr, c_cr))
+    return filt, (math.sqrt(v_rr) / sy, math.sqrt(v_cc) / sx)
+
+
+def stored_scale_filter(
+    params: TurbulenceParams,
+    native_shape: tuple[int, int],
+    stored_shape: tuple[int, int],
+    quadrature: str = "matlab",
+) -> tuple[SpectralFilter, tuple[float, float]]:
+    """A filter at the stored size whose fields have the law of area-averaged native fields.
+
+    The displacement an area-resized image shows is the native field averaged over each stored
+    pixel's footprint and scaled to stored pixels (:func:`turbsim.resample.area_resize_field`).
+    For integer ratios s = native / stored on both axes that field is Gaussian with the
+    covariance of the native one averaged over two footprints (:func:`_box_average`), so it
+    can be rendered directly at the stored size with the same recipe (taper, spectra, 2x2
+    square root): s^2 times fewer pixels than rendering at the native size and averaging. The
+    taper is the stored grid's (the native one evaluated at the same relative lag is nearly the
+    same function); a test holds variance, correlations and fold fraction to those of
+    area-averaged native fields.
+
+    Args:
+        params: the path and camera (pixels of the native frame).
+        native_shape: the frame's (H_n, W_n) [px].
+        stored_shape: (H, W) [px], with H_n / H and W_n / W integers.
+
+    Returns:
+        (filter, (gain_row, gain_col)): unit-variance fields of the filter times
+        ``sigma_r * gain`` per component are the stored displacement [stored px].
+
+    Raises:
+        ValueError: sizes that are not integer multiples.
+    """
+    nh, nw = _check_shape(native_shape)
+    h, w = _check_shape(stored_shape)
+    if nh % h or nw % w:
+        raise ValueError(
+            f"stored-scale rendering needs the native size ({nh}x{nw}) to be an integer "
+            f"multiple of the stored size ({h}x{w})"
+        )
+    f_theta_d, rho, wave = params.shape_key()
+    return _stored_filter_cached(f_theta_d, rho, wave, (nh, nw), (h, w), quadrature)
 
 
 def draw_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:

@@ -37,6 +37,7 @@ from turbsim.shards.schema import (
     BORDERS,
     COMPRESSIONS,
     FLOW_CHOICES,
+    FLOW_RESAMPLES,
     NORMALIZE_CHOICES,
     SPLITS,
     WAVES,
@@ -71,13 +72,14 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "border": "clamp",
     "normalize": "ensemble",
     "blur": "none",
+    "flow_resample": "nearest",
     "physics": REFERENCE_PARAMS.to_dict(),
 }
 
 #: Keys added after datasets were written with their default in force: at that default they are
 #: left out of :meth:`Recipe.digest`, so every older recipe keeps its digest (and its datasets
 #: stay resumable); a resolved recipe (manifest, recipe.json) always states them.
-OPTIONAL_DEFAULTS: dict[str, Any] = {"blur": "none"}
+OPTIONAL_DEFAULTS: dict[str, Any] = {"blur": "none", "flow_resample": "nearest"}
 
 _TOP_KEYS = set(DEFAULT_RECIPE)
 _PHYSICS_ALL = set(PHYSICS_KEYS) | {"wave"}
@@ -212,6 +214,8 @@ class Recipe:
     physics: Mapping[str, float | Range | str] = field(init=False, compare=False, repr=False)
     #: Blur after the tilt warp, one of :data:`BLUR_MODES` ("none": tilt only).
     blur: str = field(init=False, compare=False, repr=False)
+    #: How a stored flow is resized to the stored size, one of :data:`FLOW_RESAMPLES`.
+    flow_resample: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         data = self.data
@@ -232,6 +236,7 @@ class Recipe:
             "normalize": str(data["normalize"]),
             "physics": MappingProxyType(physics),
             "blur": str(data.get("blur", OPTIONAL_DEFAULTS["blur"])),
+            "flow_resample": str(data.get("flow_resample", OPTIONAL_DEFAULTS["flow_resample"])),
         }
         for name, value in typed.items():
             object.__setattr__(self, name, value)
@@ -391,8 +396,9 @@ def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
         ("store_flow", FLOW_STORAGE),
         ("border", BORDERS),
         ("normalize", NORMALIZE),
+        ("flow_resample", FLOW_RESAMPLES),
     ):
-        value = str(data[key])
+        value = str(data.get(key, OPTIONAL_DEFAULTS.get(key)))
         if value not in choices:
             raise RecipeError(
                 f"{source}: {key} must be one of {', '.join(choices)}; got {value!r}", key

@@ -27,6 +27,7 @@ from turbsim.field import set_num_threads as set_field_threads
 from turbsim.params import TurbulenceParams
 from turbsim.plan import GenerateError, PlannedSample, ShardTask
 from turbsim.recipe import PHYSICS_KEYS, Recipe
+from turbsim.resample import area_resize_field
 from turbsim.seeding import sample_seed_sequence
 from turbsim.theory import r0_m, sigma_r_px
 from turbsim.warp import set_num_threads as set_warp_threads
@@ -89,7 +90,8 @@ def render_sample(
     """Decode, distort at native resolution, then resize to ``out_shape`` (H, W) [px].
 
     Returns a dict with ``distorted``, ``clean`` (H, W, 3) uint8 RGB, ``label`` (H, W) uint8
-    trainIds, ``flow`` (2, H, W) float32 [px] (row, col; scaled to the stored size), ``params``.
+    trainIds, ``flow`` (2, H, W) float32 [px] (row, col; scaled to the stored size, nearest or
+    area-averaged as ``recipe.flow_resample`` says), ``params``.
     """
     src = sample.source()
     clean = read_image_rgb(src.image_path)
@@ -108,7 +110,11 @@ def render_sample(
         distorted = cv2.resize(distorted, (w, h), interpolation=cv2.INTER_AREA)
         clean = cv2.resize(clean, (w, h), interpolation=cv2.INTER_AREA)
         label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
-        tilt = resize_field(tilt, out_shape)
+        tilt = (
+            area_resize_field(tilt, out_shape)
+            if recipe.flow_resample == "area"
+            else resize_field(tilt, out_shape)
+        )
     sigma_r = sigma_r_px(params)
     std = np.sqrt(
         [np.var(component, dtype=np.float64) for component in tilt]
@@ -201,6 +207,7 @@ def run_shard(
             param_keys=param_keys(recipe),
             compression=recipe.compression,
             store_flow=recipe.store_flow,
+            flow_resample=recipe.flow_resample,
             expected_count=len(task.samples),
         ) as writer,
         closing(_rendered(task, recipe)) as results,  # closed (threads joined) before the writer

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from feedbackseg.config import MODES
+from feedbackseg.config import FLOW_INITS, MODES, RESTORER_BN
 from feedbackseg.models.erfnet import ERFNet
 from feedbackseg.models.feedback import (
     ITERATIONS,
@@ -34,13 +34,16 @@ from feedbackseg.models.feedback import (
     FeedbackOutput,
     FeedbackSegmenter,
     NonFiniteError,
+    Restoration,
     RestoreSegmenter,
     erfnet_train_step,
     feedback_train_step,
+    flow_epe,
     infer,
     iterations_run,
     predict_logits,
     restore_seg_train_step,
+    restore_train_step,
 )
 from feedbackseg.models.restorer import Restorer
 
@@ -52,57 +55,87 @@ RESTORER_CONFIGS = {
 }
 
 
-def build_model(mode: str, num_classes: int = 19, small: bool = False) -> nn.Module:
+def build_model(
+    mode: str,
+    num_classes: int = 19,
+    small: bool = False,
+    flow_init: str = "paper",
+    restorer_bn: str = "running",
+) -> nn.Module:
     """A freshly initialised network for a training mode.
 
-    The segmenter is built (and its weights drawn from torch's global RNG) before the restorer.
+    The segmenter is built (and its weights drawn from torch's global RNG) before the restorer;
+    in the ``restore`` mode too (and then dropped), so that one seed starts R from the same
+    weights in every mode.
 
     Args:
-        mode: "erfnet" (:class:`ERFNet`), "restore-seg" (:class:`RestoreSegmenter`) or
-            "feedback" (:class:`FeedbackSegmenter`); see :data:`feedbackseg.config.MODES`.
+        mode: "erfnet" (:class:`ERFNet`), "restore-seg" (:class:`RestoreSegmenter`),
+            "feedback" (:class:`FeedbackSegmenter`) or "restore" (:class:`Restoration`, R
+            alone); see :data:`feedbackseg.config.MODES`.
         num_classes: output classes C (19; 20 for the original's layout with a void class).
         small: a narrow restorer (``base_width=8``) for CPU work; ERFNet is always the original.
+        flow_init: :data:`FLOW_INITS` ("zero": :meth:`Restorer.zero_flow_head`).
+        restorer_bn: :data:`RESTORER_BN` ("batch": R's BatchNorm in batch statistics at
+            inference, as the original).
 
     Raises:
-        ValueError: an unknown mode.
+        ValueError: an unknown mode, flow_init or restorer_bn.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if flow_init not in FLOW_INITS or restorer_bn not in RESTORER_BN:
+        raise ValueError(f"unknown flow_init {flow_init!r} or restorer_bn {restorer_bn!r}")
     segmenter = ERFNet(num_classes)
     if mode == "erfnet":
         return segmenter
     feedback = mode == "feedback"
-    restorer = Restorer(num_classes=num_classes, feedback=feedback, **RESTORER_CONFIGS[small])
+    restorer = Restorer(
+        num_classes=num_classes,
+        feedback=feedback,
+        batch_stats_at_inference=restorer_bn == "batch",
+        **RESTORER_CONFIGS[small],
+    )
+    if flow_init == "zero":
+        restorer.zero_flow_head()
     if feedback:
         return FeedbackSegmenter(restorer, segmenter)
+    if mode == "restore":
+        return Restoration(restorer)
     return RestoreSegmenter(restorer, segmenter)
 
 
-def model_parts(model: nn.Module) -> tuple[Restorer | None, nn.Module]:
+def model_parts(model: nn.Module) -> tuple[Restorer | None, nn.Module | None]:
     """(restorer R, segmenter S) of a model of :func:`build_model`; R is None for ERFNet alone
-    (or any plain segmenter)."""
+    (or any plain segmenter), S None for the restore mode."""
     if isinstance(model, (FeedbackSegmenter, RestoreSegmenter)):
         return model.restorer, model.segmenter
+    if isinstance(model, Restoration):
+        return model.restorer, None
     return None, model
 
 
 __all__ = [
     "ITERATIONS",
     "MODES",
+    "FLOW_INITS",
+    "RESTORER_BN",
     "RESTORER_CONFIGS",
     "TRAIN_STEPS",
     "ERFNet",
     "FeedbackOutput",
     "FeedbackSegmenter",
     "NonFiniteError",
+    "Restoration",
     "RestoreSegmenter",
     "Restorer",
     "build_model",
     "erfnet_train_step",
     "feedback_train_step",
+    "flow_epe",
     "infer",
     "iterations_run",
     "model_parts",
     "predict_logits",
     "restore_seg_train_step",
+    "restore_train_step",
 ]

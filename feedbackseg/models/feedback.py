@@ -148,6 +148,29 @@ class FeedbackSegmenter(nn.Module):
         return out
 
 
+class Restoration(nn.Module):
+    """R alone (the ``restore`` mode): distorted -> restored, trained on L1 only.
+
+    ``forward`` returns a :class:`FeedbackOutput` with one restored image and flow and no
+    logits; :func:`infer` accepts it like the other two kinds.
+    """
+
+    def __init__(self, restorer: Restorer) -> None:
+        super().__init__()
+        if restorer.has_feedback:
+            raise ValueError("the restore mode takes a Restorer built with feedback=False")
+        self.restorer = restorer
+
+    @property
+    def num_classes(self) -> int:
+        return self.restorer.num_classes
+
+    def forward(self, distorted: torch.Tensor, iterations: int = 1) -> FeedbackOutput:
+        """Restore distorted images (B, 3, H, W) once (``iterations`` is not used)."""
+        restored, flow = self.restorer(distorted, return_flow=True)
+        return FeedbackOutput(restored=[restored], flows=[flow])
+
+
 class RestoreSegmenter(nn.Module):
     """R then S without feedback (the ``restore-seg`` baseline, Rai et al. WACV 2020).
 
@@ -193,7 +216,7 @@ def infer(
         the last being the prediction; ``restored`` and ``flows`` in the same order, empty for a
         plain segmenter.
     """
-    if isinstance(model, (FeedbackSegmenter, RestoreSegmenter)):
+    if isinstance(model, (FeedbackSegmenter, RestoreSegmenter, Restoration)):
         return model(distorted, iterations=iterations)
     return FeedbackOutput(logits=[model(distorted)])
 
@@ -246,6 +269,44 @@ def _l1(restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(restored.float(), clean.float())
 
 
+def flow_epe(flow: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean end-point error [px] between two flows (B, 2, H, W): mean over pixels of the
+    length of their difference (float32)."""
+    return (flow.float() - target.float()).pow(2).sum(1).add(1e-12).sqrt().mean()
+
+
+def _restorer_loss(
+    restored: torch.Tensor,
+    clean: torch.Tensor,
+    flow: torch.Tensor,
+    flow_target: torch.Tensor | None,
+    flow_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(R's loss, its L1 term, its flow term or None): L1(restored, clean), plus
+    ``flow_weight * EPE(flow, flow_target)`` with a target (``--flow-loss epe``)."""
+    l1 = _l1(restored, clean)
+    if flow_target is None:
+        return l1, l1, None
+    epe = flow_epe(flow, flow_target)
+    return l1 + flow_weight * epe, l1, epe
+
+
+def _losses(
+    loss_seg: float, l1_values: list[float], epe_values: list[torch.Tensor | None]
+) -> dict[str, float]:
+    """The step's record: loss_seg, loss_l1 (mean over R's steps), loss_l1_last, and with a
+    flow term loss_flow (its mean)."""
+    out = {
+        "loss_seg": loss_seg,
+        "loss_l1": sum(l1_values) / len(l1_values),
+        "loss_l1_last": l1_values[-1],
+    }
+    epes = [float(e) for e in epe_values if e is not None]
+    if epes:
+        out["loss_flow"] = sum(epes) / len(epes)
+    return out
+
+
 def feedback_train_step(
     model: FeedbackSegmenter,
     distorted: torch.Tensor,
@@ -257,6 +318,8 @@ def feedback_train_step(
     iterations: int = ITERATIONS,
     autocast_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    flow_target: torch.Tensor | None = None,
+    flow_weight: float = 0.0,
 ) -> dict[str, float]:
     """One training step of the spatial-feedback loop (SPEC 2.4), fast form.
 
@@ -274,10 +337,15 @@ def feedback_train_step(
         iterations: T >= 1.
         autocast_dtype: run the forward passes under ``torch.autocast`` with this dtype.
         scaler: optional GradScaler (float16 autocast).
+        flow_target: (B, 2, H, W) [px], the flow R should output (``--flow-loss epe``: the
+            smoothed inverse of the true displacement); None: R learns from L1 alone (the
+            paper).
+        flow_weight: weight of the EPE term in R's loss [1 / px].
 
     Returns:
         {"loss_seg": the summed segmentation loss, "loss_l1": mean of the T L1 losses,
-        "loss_l1_last": L1 of the last iteration}.
+        "loss_l1_last": L1 of the last iteration}, and with a flow target "loss_flow" (the
+        mean EPE [px] of the T steps).
 
     Raises:
         NonFiniteError: a non-finite flow or L1 loss (before R's backward) or summed
@@ -294,16 +362,17 @@ def feedback_train_step(
             restored = restorer(distorted)
             logits = segmenter(restored)
         prev_logits = logits
-    l1_terms, seg_terms = [], []
+    l1_terms, seg_terms, epe_terms = [], [], []
     for t in range(1, iterations + 1):
         if logits is not None:
             delta = logits - prev_logits
         opt_r.zero_grad(set_to_none=True)
         with autocast:
             restored_t, flow = restorer(distorted, delta, restored, return_flow=True)
-            l1 = _l1(restored_t, clean)
-        _require_finite(f"iteration {t}", flow=flow, loss_l1=l1)
-        _backward_and_step(l1, opt_r, scaler)
+            loss_r, l1, epe = _restorer_loss(restored_t, clean, flow, flow_target, flow_weight)
+        _require_finite(f"iteration {t}", flow=flow, loss_l1=loss_r)
+        _backward_and_step(loss_r, opt_r, scaler)
+        epe_terms.append(None if epe is None else epe.detach())
         restored = restored_t.detach()
         with autocast:
             logits_t = segmenter(restored)
@@ -314,12 +383,7 @@ def feedback_train_step(
     _require_finite("the segmenter's step", loss_seg=loss_seg)
     opt_s.zero_grad(set_to_none=True)
     _backward_and_step(loss_seg, opt_s, scaler)
-    l1_values = torch.stack(l1_terms).tolist()
-    return {
-        "loss_seg": float(loss_seg.detach()),
-        "loss_l1": sum(l1_values) / len(l1_values),
-        "loss_l1_last": l1_values[-1],
-    }
+    return _losses(float(loss_seg.detach()), torch.stack(l1_terms).tolist(), epe_terms)
 
 
 def restore_seg_train_step(
@@ -332,26 +396,69 @@ def restore_seg_train_step(
     seg_loss: SegLoss,
     autocast_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    flow_target: torch.Tensor | None = None,
+    flow_weight: float = 0.0,
 ) -> dict[str, float]:
     """One step of the restore-seg baseline: R on L1(R(x), clean), S on seg_loss(S(R(x).detach())).
 
     Arguments and return value as :func:`feedback_train_step` (T = 1, ``seg_loss`` gets t = 1).
     """
     autocast = _autocast(distorted.device, autocast_dtype)
-    opt_r.zero_grad(set_to_none=True)
-    with autocast:
-        restored, flow = model.restorer(distorted, return_flow=True)
-        l1 = _l1(restored, clean)
-    _require_finite("the restorer's step", flow=flow, loss_l1=l1)
-    _backward_and_step(l1, opt_r, scaler)
+    restored, l1, epe = _restorer_step(model.restorer, distorted, clean, opt_r, autocast,
+                                       scaler, flow_target, flow_weight)  # fmt: skip
     with autocast:
         logits = model.segmenter(restored.detach())
     loss_seg = seg_loss(logits.float(), label, 1)
     _require_finite("the segmenter's step", loss_seg=loss_seg)
     opt_s.zero_grad(set_to_none=True)
     _backward_and_step(loss_seg, opt_s, scaler)
-    loss_l1 = float(l1.detach())
-    return {"loss_seg": float(loss_seg.detach()), "loss_l1": loss_l1, "loss_l1_last": loss_l1}
+    return _losses(float(loss_seg.detach()), [l1], [epe])
+
+
+def _restorer_step(
+    restorer: nn.Module,
+    distorted: torch.Tensor,
+    clean: torch.Tensor,
+    opt_r: torch.optim.Optimizer,
+    autocast: contextlib.AbstractContextManager,
+    scaler: torch.amp.GradScaler | None,
+    flow_target: torch.Tensor | None,
+    flow_weight: float,
+) -> tuple[torch.Tensor, float, torch.Tensor | None]:
+    """R's one step on its loss: (the restored batch, detached; its L1; the EPE or None)."""
+    opt_r.zero_grad(set_to_none=True)
+    with autocast:
+        restored, flow = restorer(distorted, return_flow=True)
+        loss_r, l1, epe = _restorer_loss(restored, clean, flow, flow_target, flow_weight)
+    _require_finite("the restorer's step", flow=flow, loss_l1=loss_r)
+    _backward_and_step(loss_r, opt_r, scaler)
+    return restored.detach(), float(l1.detach()), None if epe is None else epe.detach()
+
+
+def restore_train_step(
+    model: Restoration,
+    distorted: torch.Tensor,
+    clean: torch.Tensor,
+    label: torch.Tensor | None,
+    opt_r: torch.optim.Optimizer,
+    opt_s: torch.optim.Optimizer | None,
+    seg_loss: SegLoss | None,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    flow_target: torch.Tensor | None = None,
+    flow_weight: float = 0.0,
+) -> dict[str, float]:
+    """One step of the ``restore`` mode: R alone on L1(R(x), clean) (+ the flow term).
+
+    ``label``, ``opt_s`` and ``seg_loss`` are unused (the mode has no segmenter); the result's
+    ``loss_seg`` is 0.0. Otherwise as :func:`restore_seg_train_step`.
+    """
+    if opt_s is not None:
+        raise ValueError("the restore mode has no segmenter: opt_s must be None")
+    autocast = _autocast(distorted.device, autocast_dtype)
+    _, l1, epe = _restorer_step(model.restorer, distorted, clean, opt_r, autocast, scaler,
+                                flow_target, flow_weight)  # fmt: skip
+    return _losses(0.0, [l1], [epe])
 
 
 def erfnet_train_step(
@@ -386,4 +493,5 @@ TRAIN_STEPS: dict[str, Callable[..., dict[str, float]]] = {
     "erfnet": erfnet_train_step,
     "restore-seg": restore_seg_train_step,
     "feedback": feedback_train_step,
+    "restore": restore_train_step,
 }

@@ -135,6 +135,9 @@ class Restorer(nn.Module):
             (the ``restore-seg`` baseline), which then refuses a feedback signal.
         feedback_scale: s in ``bottleneck + s * trans_block(feature)`` (0.001).
         max_flow_px: flow bound [px] (10).
+        batch_stats_at_inference: keep every BatchNorm of R in batch-statistics mode even in
+            ``eval()`` (``--restorer-bn batch``): what the original does, which never calls
+            ``rmodel.eval()``; False (default) uses the running statistics at inference.
     """
 
     def __init__(
@@ -146,8 +149,10 @@ class Restorer(nn.Module):
         feedback: bool = True,
         feedback_scale: float = FEEDBACK_SCALE,
         max_flow_px: float = MAX_FLOW_PX,
+        batch_stats_at_inference: bool = False,
     ) -> None:
         super().__init__()
+        self.batch_stats_at_inference = bool(batch_stats_at_inference)
         if depth < 1 or base_width < 1 or in_channels < 1 or num_classes < 1:
             raise ValueError(
                 "Restorer needs depth, base_width, in_channels, num_classes >= 1, got "
@@ -178,6 +183,24 @@ class Restorer(nn.Module):
     @property
     def has_feedback(self) -> bool:
         return self.trans_block is not None
+
+    def train(self, mode: bool = True) -> Restorer:
+        """As ``nn.Module.train``; with ``batch_stats_at_inference`` the BatchNorm layers stay
+        in training mode (batch statistics, running averages updated) under ``eval()``."""
+        super().train(mode)
+        if not mode and self.batch_stats_at_inference:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.train(True)
+        return self
+
+    def zero_flow_head(self) -> None:
+        """Set the last 1x1 convolution's weight and bias to 0: the flow starts at exactly 0
+        (the identity warp) for every input (``--flow-init zero``). The first step's
+        gradient reaches the head's weights only (the rest of R is behind a zero weight);
+        from the second step on, all of R learns."""
+        nn.init.zeros_(self.last.weight)
+        nn.init.zeros_(self.last.bias)
 
     def _check_inputs(
         self, distorted: torch.Tensor, delta: torch.Tensor | None, prev: torch.Tensor | None

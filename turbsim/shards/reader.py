@@ -68,6 +68,7 @@ class ShardReader:
         self._params: dict[str, np.ndarray] | None = None
         self._attrs: dict[str, Any] | None = None
         self._flow_scale = 1.0
+        self._flow_resample: str | None = None
 
     def _handle(self) -> h5py.File:
         if self._file is not None and self._pid == os.getpid():
@@ -94,6 +95,7 @@ class ShardReader:
             }
             if "flow" in f:
                 self._flow_scale = float(f["flow"].attrs.get("scale", 1.0))
+                self._flow_resample = str(_attr(f["flow"].attrs.get("resample", "nearest")))
         except BaseException:
             f.close()
             self._reset()
@@ -161,6 +163,13 @@ class ShardReader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for i in range(len(self)):
             yield self[i]
+
+    @property
+    def flow_resample(self) -> str | None:
+        """How the stored flow was resized from the native size: ``"nearest"`` (also every
+        file written before the attribute existed) or ``"area"``; None without a flow."""
+        self._handle()
+        return self._flow_resample
 
     @property
     def names(self) -> list[str]:

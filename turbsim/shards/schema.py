@@ -30,6 +30,11 @@ GZIP_LEVEL = 1
 FLOW_STORAGES: tuple[str, ...] = ("int16", "float16")
 #: The recipe's ``store_flow`` choices (``none``: no flow dataset).
 FLOW_CHOICES: tuple[str, ...] = ("none", *FLOW_STORAGES)
+#: How a stored flow is brought from the native to the stored size (recipe ``flow_resample``):
+#: ``nearest`` (the first datasets: the nearest native vector, scaled; it keeps the native
+#: roughness) or ``area`` (the area average, scaled: the displacement the area-resized image
+#: shows). Written as the flow dataset's ``resample`` attribute when not ``nearest``.
+FLOW_RESAMPLES: tuple[str, ...] = ("nearest", "area")
 #: Default fixed-point step of int16 flow [px per unit]: +-512 px range, 1/128 px error.
 DEFAULT_FLOW_SCALE = 1.0 / 64.0
 #: Parameter keys stored as strings rather than float64.

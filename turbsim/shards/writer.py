@@ -23,6 +23,7 @@ from turbsim.shards.errors import ShardError
 from turbsim.shards.schema import (
     COMPRESSIONS,
     DEFAULT_FLOW_SCALE,
+    FLOW_RESAMPLES,
     FLOW_STORAGES,
     GZIP_LEVEL,
     IGNORE_LABEL,
@@ -171,6 +172,9 @@ class ShardWriter:
             ``flow_scale`` px per unit, values beyond the range are clipped and counted) or
             ``float16``.
         flow_scale: fixed-point step of int16 flow [px per unit].
+        flow_resample: how the caller resized the flow to the stored size, one of
+            :data:`FLOW_RESAMPLES` (recorded as the flow's ``resample`` attribute unless
+            ``nearest``, so that older files keep their bytes).
         expected_count: number of samples expected, to preallocate (optional; more or fewer
             are fine).
     """
@@ -186,6 +190,7 @@ class ShardWriter:
         compression: str = "gzip",
         store_flow: str | None = None,
         flow_scale: float = DEFAULT_FLOW_SCALE,
+        flow_resample: str = "nearest",
         expected_count: int | None = None,
     ) -> None:
         self.path = Path(path)
@@ -218,6 +223,11 @@ class ShardWriter:
         self.compression = compression
         self.store_flow = store_flow
         self.flow_scale = float(flow_scale) if store_flow == "int16" else 1.0
+        if flow_resample not in FLOW_RESAMPLES:
+            raise ValueError(
+                f"{self.path}: flow_resample must be one of {FLOW_RESAMPLES}, got {flow_resample!r}"
+            )
+        self.flow_resample = flow_resample
         self.info: ShardInfo | None = None
         self._count = 0
         self._capacity = max(0, int(expected_count or 0))
@@ -289,6 +299,8 @@ class ShardWriter:
             self._flow.attrs["convention"] = (
                 "[:,0] row, [:,1] column; distorted(r, c) = clean(r + flow0, c + flow1)"
             )
+            if self.flow_resample != "nearest":  # absent: nearest (the first datasets)
+                self._flow.attrs["resample"] = self.flow_resample
 
     # -- appending
     def _check_image(self, field: str, array: Any, shape: tuple[int, ...]) -> np.ndarray:
