@@ -251,7 +251,7 @@ def results_markdown(study: Any, results: Mapping[str, Any]) -> str:
     cells, harm = results["cells"], results["harm"]
     dist_ref = references(study)[1]
     lines = [
-        f"# Study results ({study.source})",
+        f"# Study results ({_source_name(study)})",
         "",
         f"Distorted val split at {results['resolution']} (H x W) px, {results['steps']} training "
         f"steps per run, seeds {', '.join(map(str, study.seeds))}. mIoU in %; ± is the "
@@ -301,6 +301,13 @@ def results_markdown(study: Any, results: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _source_name(study: Any) -> str:
+    """The study's source for titles: a shipped name as is, a file by its name alone (no path
+    of the machine that ran it in committed results)."""
+    source = str(study.source)
+    return source if source.startswith("shipped:") else Path(source).name
 
 
 def _restoration_table(cells: Mapping[str, Any]) -> list[str]:
@@ -410,7 +417,7 @@ def _plot(study: Any, results: Mapping[str, Any], path: Path) -> None:
     ax.set_xticks(xs, names, rotation=20, ha="right")
     ax.set_ylabel("mIoU [%]")
     harm = results["harm"]["mean"]
-    title = f"{study.source}: {results['resolution']}, {results['steps']} steps"
+    title = f"{_source_name(study)}: {results['resolution']}, {results['steps']} steps"
     ax.set_title(title + ("" if harm is None else f", harm {harm:.1f} points"), fontsize=9)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
@@ -461,7 +468,7 @@ def _plot_curves(study: Any, study_dir: Path, path: Path) -> None:
     axes[0].set(xlabel="step", ylabel="segmentation loss (train, mean over seeds)")
     axes[1].set(xlabel="step", ylabel="val mIoU [%] (mean over seeds)")
     axes[1].legend(fontsize=8)
-    figure.suptitle(f"{study.source}: training curves", fontsize=9)
+    figure.suptitle(f"{_source_name(study)}: training curves", fontsize=9)
     with _files.atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")
 

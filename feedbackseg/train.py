@@ -420,8 +420,13 @@ def _run(
     seg_loss = build_seg_loss(config, state.class_weights)
     progress.open_tensorboard()
     h, w = train_set.image_size
+    what = (
+        "R alone on L1"
+        if config.mode == "restore"
+        else f"{config.loss}, {config.num_classes} classes"
+    )
     progress.say(
-        f"training {config.mode} ({config.loss}, {config.num_classes} classes) on "
+        f"training {config.mode} ({what}) on "
         f"{len(train_set)} samples at {h}x{w}, {data.steps_per_epoch} steps/epoch, "
         f"{data.total} steps, device {ctx.device}, world size {ctx.world_size}"
     )

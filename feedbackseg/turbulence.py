@@ -117,7 +117,10 @@ class OnlineTurbulence:
         )
         try:  # RecipeError is a ValueError
             self.module = RandomTurbulence(
-                _recipe_source(config, manifest), native_size=self.native_size, device=device
+                _recipe_source(config, manifest),
+                native_size=self.native_size,
+                device=device,
+                render=config.turbulence_render,
             )
         except (ValueError, TypeError) as error:
             raise ConfigError(str(error), "turbulence_recipe") from None
@@ -163,9 +166,14 @@ class OnlineTurbulence:
     def describe(self) -> str:
         """One line for the training log."""
         n = self.native_size
+        where = (
+            "drawn at the training size with the area-averaged law"
+            if self.module.render == "stored"
+            else "rendered there, then area-averaged"
+        )
         return (
-            f"online turbulence: recipe {_name(self.module)}, fields at {n[0]}x{n[1]} px "
-            f"(native scale), blur {self.module.blur}, fresh per (seed, epoch, sample)"
+            f"online turbulence: recipe {_name(self.module)}, fields of {n[0]}x{n[1]} native px "
+            f"({where}), blur {self.module.blur}, fresh per (seed, epoch, sample)"
         )
 
 

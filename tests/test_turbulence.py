@@ -210,3 +210,12 @@ def test_bad_values_are_one_line_errors(
 def test_online_and_clean_input_exclude_each_other(shards: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exclude each other"):
         _config(shards, tmp_path / "r", turbulence="online", input="clean")
+
+
+def test_turbulence_render_reaches_the_module(shards: Path, tmp_path: Path) -> None:
+    config = _config(shards, tmp_path / "r", turbulence="online", turbulence_render="stored")
+    online = OnlineTurbulence(config, (32, 64), (32, 64), torch.device("cpu"))
+    assert online.module.render == "stored" and "area-averaged law" in online.describe()
+    default = OnlineTurbulence(_config(shards, tmp_path / "d", turbulence="online"), (32, 64),
+                               (32, 64), torch.device("cpu"))  # fmt: skip
+    assert default.module.render == "native"
