@@ -221,12 +221,18 @@ def aggregate(
     }
 
 
-def _paired_delta(cell: Mapping[str, Any], base: Mapping[str, Any]) -> tuple[float, float | None]:
+def _paired_delta(
+    cell: Mapping[str, Any], base: Mapping[str, Any]
+) -> tuple[float | None, float | None]:
     """Mean and 95 % half-width of ``cell - base`` mIoU, paired by seed."""
     by_seed = dict(zip(base["seeds"], base["miou"], strict=True))
     deltas = [
-        v - by_seed[s] for s, v in zip(cell["seeds"], cell["miou"], strict=True) if s in by_seed
+        v - by_seed[s]
+        for s, v in zip(cell["seeds"], cell["miou"], strict=True)
+        if v is not None and by_seed.get(s) is not None
     ]
+    if not deltas:  # a cell that segments nothing (R alone)
+        return None, None
     return float(np.mean(deltas)), ci95(deltas)
 
 
@@ -393,15 +399,16 @@ def _diagnostics(cells: Mapping[str, Any]) -> list[str]:
 
 
 def _plot(study: Any, results: Mapping[str, Any], path: Path) -> None:
-    """Bars of mIoU per cell with 95 % intervals (distorted val; clean val hatched)."""
+    """Bars of mIoU per cell with 95 % intervals (distorted val; clean val hatched); the
+    whiskers are the 95 % t-intervals of the mean over seeds (said on the axis)."""
     from feedbackseg.plots import require_matplotlib
 
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    names = list(results["cells"])
     cells = results["cells"]
+    names = [n for n in cells if cells[n]["miou_mean"] is not None]  # R alone segments nothing
     figure = Figure(figsize=(max(5.0, 1.3 * len(names) + 2), 4.0), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
@@ -415,7 +422,7 @@ def _plot(study: Any, results: Mapping[str, Any], path: Path) -> None:
             ax.bar(x + 0.35, _mean(clean) or 0.0, 0.25, yerr=ci95(clean) or 0.0, capsize=3,
                    hatch="//", color="white", edgecolor="C1", label="clean val")  # fmt: skip
     ax.set_xticks(xs, names, rotation=20, ha="right")
-    ax.set_ylabel("mIoU [%]")
+    ax.set_ylabel("mIoU [%] (whiskers: 95 % t-intervals over seeds)")
     harm = results["harm"]["mean"]
     title = f"{_source_name(study)}: {results['resolution']}, {results['steps']} steps"
     ax.set_title(title + ("" if harm is None else f", harm {harm:.1f} points"), fontsize=9)

@@ -163,7 +163,7 @@ def test_cli_errors_unknown_cell_bad_file_unknown_study(tmp_path: Path) -> None:
     line = _one_line_error(_cli("study", shards, "--out", out, "--study", bad), 1)
     assert line.startswith(f"Error: {bad}: [cells.a]: mode: unknown mode 'unet'")
     line = _one_line_error(_cli("study", shards, "--out", out, "--study", "nope"), 2)
-    assert "--study" in line and "shipped study (cpu, paper)" in line
+    assert "--study" in line and "shipped study (cpu, online, paper)" in line
     line = _one_line_error(_cli("study", shards, "--out", out, "--study", spec, "--seeds", "a"), 2)
     assert "--seeds" in line
     assert not out.exists()  # nothing written on a refused start
