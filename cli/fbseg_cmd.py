@@ -5,12 +5,17 @@ torch is never imported at module level here, so ``fbseg --help`` stays fast.
 
 from __future__ import annotations
 
-import errno
-import re
 from typing import Any
 
 import click
 
+from cli.fbseg_errors import (
+    check_output_place,
+    config_error,
+    interrupted,
+    os_error,
+    out_of_memory,
+)
 from cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
 from cli.train_options import train_options
 from feedbackseg.config import (
@@ -55,24 +60,14 @@ def train(shards: str, out: str, recipe: str | None, config_file: str | None, **
     Defaults come from the recipe (bmvc2020: SPEC 4), then --config, then the flags. Multi-GPU:
     torchrun --nproc-per-node N --no-python fbseg train SHARDS --out RUN ...
     """
-    from feedbackseg.checkpoints import CheckpointError
-    from feedbackseg.config import resolve_config
-    from feedbackseg.data import DataError
-    from feedbackseg.train import TrainError
-    from feedbackseg.train import train as run_training
+    from feedbackseg.workers import sigterm_as_interrupt
 
     try:
-        config = resolve_config(shards, out, recipe, config_file, flags)
-    except ConfigError as error:
-        raise config_error(error, {**flags, "recipe": recipe}) from None
-    try:
-        result = run_training(config, log=lambda message: click.echo(message, err=True))
-    except ConfigError as error:  # what needs the shards: --val-split, --height
-        raise config_error(error, {**flags, "recipe": recipe}) from None
-    except (DataError, CheckpointError, TrainError) as error:
-        raise click.ClickException(str(error)) from None
-    except OSError as error:
-        raise os_error(error) from None
+        with sigterm_as_interrupt():  # SIGTERM ends the run as Ctrl-C does
+            result = _train(shards, out, recipe, config_file, flags)
+    except KeyboardInterrupt as error:  # a training says what it keeps
+        raise interrupted(error, f"interrupted before training started: {out} is as it was; "
+                          "rerun the same command") from None  # fmt: skip
     if result.rank != 0:
         return  # under torchrun rank 0 reports
     if result.best_psnr_gain_db is not None:  # the restore mode: R alone
@@ -84,55 +79,26 @@ def train(shards: str, out: str, recipe: str | None, config_file: str | None, **
     click.echo(f"{result.run_dir}: {result.step} steps, {best}")
 
 
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
+def _train(shards: str, out: str, recipe: str | None, config_file: str | None, flags: dict) -> Any:
+    """Resolve the config and train (:func:`feedbackseg.train.train`); errors as one line."""
+    from feedbackseg.checkpoints import CheckpointError
+    from feedbackseg.config import resolve_config
+    from feedbackseg.data import DataError
+    from feedbackseg.train import TrainError
+    from feedbackseg.train import train as run_training
 
-
-def config_error(error: ConfigError, given: dict[str, Any]) -> click.ClickException:
-    """The click error of a bad config: a usage error (exit 2) naming the flag(s) when the
-    values at fault came from the command line, else the one-line config message (exit 1).
-
-    Args:
-        error: the library's error (config-key words, ``keys`` at fault).
-        given: config key -> value of the command line (None or False: not given).
-    """
-    if error.keys and all(given.get(k) is not None and given[k] is not False for k in error.keys):
-        if len(error.keys) == 1:
-            return click.BadParameter(error.reason, param_hint=f"'{_flag(error.keys[0])}'")
-        return click.UsageError(error.describe(_flag))
-    return click.ClickException(str(error))
-
-
-#: The suffix the atomic writer (turbsim._files) gives a temporary: ``.{pid}-{8 hex}.tmp``.
-_TEMPORARY_SUFFIX = re.compile(r"\.\d+-[0-9a-f]{8}\.tmp$")
-
-
-def os_error(error: OSError) -> click.ClickException:
-    """One line naming the path and the cause of an OS error (no traceback).
-
-    A temporary of the atomic writer is named by its target; a full disk says so.
-    """
-    if error.filename is None:
-        return click.ClickException(str(error) or type(error).__name__)
-    path = _TEMPORARY_SUFFIX.sub("", str(error.filename))
-    cause = error.strerror or str(error)
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        cause += " (disk full)"
-    return click.ClickException(f"{path}: {cause}")
-
-
-def check_output_place(*paths: str | None) -> None:
-    """Refuse up front (before any long computation) an output path whose folder cannot exist:
-    its nearest existing ancestor is a file. Other OS errors surface when writing
-    (:func:`os_error`)."""
-    from pathlib import Path
-
-    for path in paths:
-        if path is None:
-            continue
-        ancestor = next((a for a in Path(path).parents if a.exists()), None)
-        if ancestor is not None and not ancestor.is_dir():
-            raise click.ClickException(f"{path}: cannot be created ({ancestor} is not a folder)")
+    given = {**flags, "recipe": recipe, "shards": shards, "out": out}
+    try:
+        config = resolve_config(shards, out, recipe, config_file, flags)
+        return run_training(config, log=lambda message: click.echo(message, err=True))
+    except ConfigError as error:  # the flags; what needs the shards: --val-split, --height
+        raise config_error(error, given) from None
+    except (DataError, CheckpointError, TrainError) as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise os_error(error, out) from None
+    except Exception as error:
+        raise _unless_out_of_memory(error, "try a smaller --batch-size or --height") from None
 
 
 _DEVICE = click.Choice(DEVICES)
@@ -243,7 +209,9 @@ def evaluate_command(
     except (CheckpointError, DataError, ShardError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
-        raise os_error(error) from None
+        raise os_error(error, save_predictions) from None
+    except Exception as error:
+        raise _unless_out_of_memory(error, "try a smaller --height or --batch-size") from None
     finally:
         ctx.close()
     if not ctx.is_main:
@@ -259,7 +227,7 @@ def evaluate_command(
         try:
             write_json(json_path, data)
         except OSError as error:
-            raise os_error(error) from None
+            raise os_error(error, json_path) from None
         click.echo(f"wrote {json_path}")
     if save_predictions is not None and evaluation is not None:
         click.echo(f"wrote {evaluation.result.samples} predictions to {save_predictions}")
@@ -307,31 +275,19 @@ def study_command(
     skipped). Once all runs are finished: results.json (mIoU per seed, mean, 95 % interval, the
     harm of turbulence and the fraction each cell recovers), results.md, study.png.
     """
-    import dataclasses
-
     from feedbackseg.checkpoints import CheckpointError
     from feedbackseg.data import DataError
     from feedbackseg.distributed import DeviceError
     from feedbackseg.inference import EvalError
-    from feedbackseg.study import StudyError, load_study, parse_only, parse_seeds, run_study
+    from feedbackseg.study import StudyError
     from feedbackseg.train import TrainError
+    from feedbackseg.workers import sigterm_as_interrupt
     from turbsim.shards import ShardError
 
     check_output_place(out)
     try:
-        study = load_study(study_spec)
-        if seeds is not None:
-            study = dataclasses.replace(study, seeds=parse_seeds(seeds))
-        selected = parse_only(only, study) if only is not None else None
-        outcome = run_study(
-            study,
-            shards,
-            out,
-            only=selected,
-            resume=resume,
-            overrides={"device": device} if device is not None else None,
-            log=lambda message: click.echo(message, err=True),
-        )
+        with sigterm_as_interrupt():  # SIGTERM ends the study as Ctrl-C does
+            outcome = _run_study(shards, out, study_spec, seeds, only, resume, device)
     except StudyError as error:
         if error.key in STUDY_FLAGS:
             raise bad_parameter(error, STUDY_FLAGS) from None
@@ -341,12 +297,51 @@ def study_command(
     except (TrainError, DataError, CheckpointError, EvalError, DeviceError, ShardError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
-        raise os_error(error) from None
+        raise os_error(error, out) from None  # the study's own files: the study folder
+    except KeyboardInterrupt as error:  # a training's line says what its run keeps
+        raise interrupted(error, f"interrupted: rerun with --resume to continue {out}") from None
+    except Exception as error:
+        raise _unless_out_of_memory(error, "try a smaller height or batch size") from None
     done = f"{len(outcome.trained)} run(s) trained, {len(outcome.skipped)} found finished"
     if outcome.pending:
         click.echo(f"{out}: {done}; {len(outcome.pending)} run(s) of the study still to finish")
     else:
         click.echo(f"{out}: {done}; wrote {', '.join(p.name for p in outcome.written)}")
+
+
+def _run_study(
+    shards: str,
+    out: str,
+    study_spec: str,
+    seeds: str | None,
+    only: str | None,
+    resume: bool,
+    device: str | None,
+) -> Any:
+    """:func:`feedbackseg.study.run_study` of the command's options."""
+    import dataclasses
+
+    from feedbackseg.study import load_study, parse_only, parse_seeds, run_study
+
+    study = load_study(study_spec)
+    if seeds is not None:
+        study = dataclasses.replace(study, seeds=parse_seeds(seeds))
+    selected = parse_only(only, study) if only is not None else None
+    return run_study(
+        study,
+        shards,
+        out,
+        only=selected,
+        resume=resume,
+        overrides={"device": device} if device is not None else None,
+        log=lambda message: click.echo(message, err=True),
+    )
+
+
+def _unless_out_of_memory(error: Exception, hint: str) -> Exception:
+    """The one-line error of an out-of-memory ``error``; ``error`` itself otherwise (a bug:
+    its traceback is wanted)."""
+    return out_of_memory(error, hint) or error
 
 
 @main.command("predict", short_help="Restore and segment images with a checkpoint.")
@@ -402,7 +397,9 @@ def predict_command(
     except CheckpointError as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
-        raise os_error(error) from None
+        raise os_error(error, out) from None
+    except Exception as error:
+        raise _unless_out_of_memory(error, "try a smaller --height") from None
     click.echo(f"{len(images)} image(s) -> {len(written)} files in {out}")
 
 
@@ -427,7 +424,7 @@ def import_checkpoint(source: str, dest: str) -> None:
     except CheckpointError as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
-        raise os_error(error) from None
+        raise os_error(error, dest) from None
     for note in info.notes:
         click.echo(f"note: {note}", err=True)
     classes = "" if info.num_classes is None else f", {info.num_classes} classes"
@@ -505,7 +502,7 @@ def plot(run: str, out: str) -> None:
     except (PlotError, ImportError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
-        raise os_error(error) from None
+        raise os_error(error, out) from None
     click.echo(f"wrote {out}")
 
 

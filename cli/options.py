@@ -241,10 +241,29 @@ def require_torch() -> None:
         raise click.ClickException(TORCH_MISSING)
 
 
+def one_line(text: object) -> str:
+    """``text`` on one line: runs of whitespace (newlines of HDF5's messages) become a space."""
+    return " ".join(str(text).split())
+
+
 def write_error(path: Path, error: OSError) -> click.ClickException:
-    """One line for an OS error while writing ``path`` (the path, the cause, the file at fault)."""
-    where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
-    return click.ClickException(f"cannot write {path}: {error.strerror or error}{where}")
+    """One line for an OS error while writing ``path`` (the path, the cause, the file at fault).
+
+    A full disk reads ``cannot write PATH: No space left on device (disk full) (FILE)`` however
+    the error says it (errno ENOSPC, or HDF5's text with errno None); a temporary file at fault
+    is named by the file it was to become.
+    """
+    from turbsim._files import is_disk_full, temporary_target
+
+    filename = error.filename
+    if filename and is_disk_full(error):
+        filename = temporary_target(filename)
+    where = f" ({filename})" if filename and str(filename) != str(path) else ""
+    if is_disk_full(error):
+        return click.ClickException(
+            f"cannot write {path}: No space left on device (disk full){where}"
+        )
+    return click.ClickException(f"cannot write {path}: {one_line(error.strerror or error)}{where}")
 
 
 def positive_floats(text: str, flag: str) -> list[float]:

@@ -22,6 +22,7 @@ from cli.options import (
     WAVE_CHOICES,
     OneLineErrorGroup,
     bad_parameter,
+    one_line,
     package_version,
     positive_floats,
     write_error,
@@ -229,11 +230,17 @@ def generate(
     except GenerateError as error:
         if error.key in GENERATE_FLAG_ERRORS:
             raise bad_parameter(error, GENERATE_FLAG_ERRORS) from None
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(one_line(error)) from None
     except (CityscapesError, RecipeError, ShardError) as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(one_line(error)) from None
     except OSError as error:
         raise write_error(out, error) from None
+    except MemoryError as error:
+        raise click.ClickException(
+            f"out of memory while generating into {out} ({one_line(error) or 'MemoryError'}); "
+            "run fewer worker processes (--workers 1) or free memory, then rerun with --resume "
+            "(the shards published so far are kept)"
+        ) from None
     rate = report.samples / report.seconds if report.seconds > 0 else 0.0
     click.echo(
         f"{out}: {report.rendered_shards} shard(s) rendered, {report.reused_shards} reused, "

@@ -33,6 +33,7 @@ from feedbackseg.original import (
     load_pretrained_encoder,
     save_imported,
 )
+from feedbackseg.paths import not_found
 from feedbackseg.weights import (
     CheckpointError,
     export_state_dict,
@@ -95,7 +96,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(not_found(path, "checkpoint file"))
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

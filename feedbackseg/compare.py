@@ -20,6 +20,7 @@ from typing import Any
 
 from feedbackseg.cityscapes_labels import CITYSCAPES_CLASSES
 from feedbackseg.inference import EvalError
+from feedbackseg.paths import not_found
 from feedbackseg.rundir import METRICS_NAME
 
 __all__ = [
@@ -105,7 +106,7 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
             return _last_validation(path / METRICS_NAME)
         raise EvalError(f"{path}: run folder without {EVAL_JSON_NAME} or {METRICS_NAME}")
     if not path.exists():
-        raise EvalError(f"{path}: no such file or run folder")
+        raise EvalError(not_found(path, "file or run folder"))
     return _check_result(_read_json(path), path)
 
 

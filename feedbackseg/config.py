@@ -32,6 +32,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from feedbackseg.paths import absolute_path, not_found
+
 __all__ = [
     "CLASS_WEIGHTS",
     "DEVICES",
@@ -471,7 +473,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+        raise ConfigError(not_found(path, "config file"))
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -516,14 +518,22 @@ def resolve_config(
     values["shards"], values["out"] = str(shards), str(out)
     for key in _PATH_KEYS:
         if values.get(key) is not None:
-            values[key] = str(Path(values[key]).expanduser().resolve())
+            values[key] = _absolute(values[key], key)
     turbulence_recipe = values.get("turbulence_recipe")
     if isinstance(turbulence_recipe, str) and _is_file_name(turbulence_recipe):
-        values["turbulence_recipe"] = str(Path(turbulence_recipe).expanduser().resolve())
+        values["turbulence_recipe"] = _absolute(turbulence_recipe, "turbulence_recipe")
     try:
         return TrainConfig(**values)
     except TypeError as error:  # wrong value types that the checks did not name
         raise ConfigError(f"config: {error}") from None
+
+
+def _absolute(value: Any, key: str) -> str:
+    """A path value made absolute (links resolved); a symlink loop is a ConfigError on ``key``."""
+    try:
+        return absolute_path(value)
+    except ValueError as error:
+        raise ConfigError(str(error), key) from None
 
 
 def _is_file_name(value: str) -> bool:

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from feedbackseg.config import INPUTS
+from feedbackseg.paths import not_found
 from turbsim import shards
 from turbsim.shards.schema import IGNORE_LABEL
 
@@ -63,7 +64,7 @@ _READ_ERRORS = (shards.ShardError, OSError, KeyError, ValueError, IndexError, Ru
 
 def _manifest(root: Path) -> dict[str, Any]:
     if not root.exists():
-        raise DataError(f"{root}: no such shard folder")
+        raise DataError(not_found(root, "shard folder"))
     if not (root / shards.MANIFEST_NAME).is_file():
         raise DataError(
             f"{root}: no {shards.MANIFEST_NAME} (not a turbsim shard folder, or generation "

@@ -50,6 +50,7 @@ from feedbackseg.distributed import ShardedEvalSampler, all_reduce_count, resolv
 from feedbackseg.inference import (
     DEFAULT_ITERATIONS,
     EvalError,
+    check_inference_memory,
     checkpoint_height,
     checkpoint_iterations,
     load_model,
@@ -57,8 +58,11 @@ from feedbackseg.inference import (
     run_model,
     size_multiple,
 )
+from feedbackseg.memory import is_out_of_memory, out_of_memory_detail
 from feedbackseg.metrics import ConfusionMatrix
 from feedbackseg.models import infer, iterations_run
+from feedbackseg.paths import named_os_errors
+from feedbackseg.workers import start_iterator, worker_init
 from turbsim import _files
 from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
 
@@ -106,7 +110,8 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _files.write_bytes(path, encoded.tobytes())
+    with named_os_errors(path):  # a full disk's error names no file
+        _files.write_bytes(path, encoded.tobytes())
     return path
 
 
@@ -114,7 +119,8 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 text atomically; the folder is created if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _files.write_text(path, text)
+    with named_os_errors(path):
+        _files.write_text(path, text)
     return path
 
 
@@ -123,7 +129,8 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     null; the folder is created if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _files.write_json(path, _nan_to_none(data), indent=2)
+    with named_os_errors(path):
+        _files.write_json(path, _nan_to_none(data), indent=2)
     return path
 
 
@@ -288,6 +295,7 @@ def _loader(
         num_workers=num_workers,
         multiprocessing_context="spawn" if num_workers > 0 else None,
         pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init() if num_workers > 0 else None,  # end with this process
     )
 
 
@@ -347,7 +355,7 @@ def evaluate(
     used: set[str] = set()
     resolution = getattr(dataset, "image_size", None)
     samples = 0
-    for batch in loader:
+    for batch in start_iterator(loader):  # Ctrl-C while the workers start: after they run
         x = batch["distorted"].to(device, non_blocking=True)
         label = batch["label"].to(device, non_blocking=True)
         all_logits = infer(model, x, iterations).logits
@@ -415,7 +423,9 @@ def evaluate_checkpoint(
         DeviceError: the device does not exist on this machine.
         DataError, ShardError: the shards or the split cannot be read.
         EvalError: a height or a split size the network cannot take (``key == "height"`` for
-            the height argument), or what :func:`evaluate` raises.
+            the height argument; also a size whose batches cannot fit in memory, refused
+            before any work), out of memory while evaluating, or what :func:`evaluate`
+            raises.
     """
     model, checkpoint = load_model(checkpoint_path, device)
     mode = checkpoint["mode"]
@@ -439,7 +449,18 @@ def evaluate_checkpoint(
         )
     steps = iterations or checkpoint_iterations(checkpoint)
     device = resolve_device(device)
-    result = evaluate(model, dataset, steps, device, batch_size, save_predictions, num_workers)
+    check_inference_memory(model, size, batch_size, device, height or checkpoint_height(checkpoint))
+    try:
+        result = evaluate(model, dataset, steps, device, batch_size, save_predictions, num_workers)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        detail = out_of_memory_detail(error)
+        raise EvalError(
+            f"out of memory evaluating {checkpoint_path} at {size[0]}x{size[1]} px, batch "
+            f"{batch_size}{f' ({detail})' if detail else ''}; try a smaller --height or "
+            "--batch-size"
+        ) from None
     result.checkpoint = str(checkpoint_path)
     return CheckpointEvaluation(
         result=result,

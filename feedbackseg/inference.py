@@ -19,12 +19,14 @@ from torch import nn
 
 from feedbackseg.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
 from feedbackseg.distributed import resolve_device
+from feedbackseg.memory import inference_too_large
 from feedbackseg.models import ITERATIONS, ERFNet, infer
 from turbsim.shards.schema import NUM_CLASSES
 
 __all__ = [
     "DEFAULT_ITERATIONS",
     "EvalError",
+    "check_inference_memory",
     "checkpoint_height",
     "checkpoint_mode",
     "checkpoint_iterations",
@@ -75,6 +77,32 @@ def load_model(
         ) from None
     model = model_from_checkpoint(checkpoint, path)
     return model.to(resolve_device(device)).eval(), checkpoint
+
+
+def check_inference_memory(
+    model: nn.Module,
+    size: tuple[int, int],
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    height: int | None = None,
+) -> None:
+    """Refuse, before any work, a forward pass on batches of ``size`` (H, W) [px] that cannot
+    fit in the memory of ``device`` (:func:`feedbackseg.memory.inference_too_large`).
+
+    Args:
+        height: the height asked for [px] (named in the message; None: the stored size).
+
+    Raises:
+        EvalError: (key ``height``) the estimate and the limit, in one line.
+    """
+    reason = inference_too_large(model, size, batch_size, resolve_device(device))
+    if reason is not None:
+        given = "the stored size" if height is None else str(height)
+        raise EvalError(
+            f"{given} gives {size[0]}x{size[1]} px images: a batch of {batch_size} {reason}; "
+            "use a smaller --height or --batch-size",
+            key="height",
+        )
 
 
 def _config(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:

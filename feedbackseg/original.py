@@ -41,6 +41,7 @@ from torch import nn
 
 from feedbackseg.models.erfnet import Encoder, ERFNet
 from feedbackseg.models.restorer import FEEDBACK_SCALE, MAX_FLOW_PX, Restorer
+from feedbackseg.paths import not_found
 from feedbackseg.weights import (
     CheckpointError,
     export_state_dict,
@@ -97,7 +98,7 @@ def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a weights file, unwrapped from ``"state_dict"`` and ``module.``."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+        raise CheckpointError(not_found(path, "file"))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from feedbackseg import rundir
+from feedbackseg.paths import named_os_errors
 from turbsim._files import atomic_path
 
 __all__ = [
@@ -85,7 +86,7 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[
 def _save_figure(figure: Any, out_png: str | os.PathLike) -> Path:
     path = Path(out_png)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
+    with named_os_errors(path), atomic_path(path) as temporary:  # a full disk names no file
         figure.savefig(temporary, format="png")
     return path
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,7 +37,9 @@ from feedbackseg.inference import (
     predicted_ids,
     size_multiple,
 )
+from feedbackseg.memory import inference_too_large, is_out_of_memory, out_of_memory_detail
 from feedbackseg.models import infer
+from feedbackseg.paths import not_found
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -74,7 +77,7 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
                 raise EvalError(f"{path}: folder holds no PNG/JPEG image")
             found.extend(images)
         elif not path.exists():
-            raise EvalError(f"{path}: no such file or folder")
+            raise EvalError(not_found(path, "file or folder"))
         elif path.suffix.lower() not in IMAGE_SUFFIXES:
             raise EvalError(f"{path}: not a PNG/JPEG image (expected {', '.join(IMAGE_SUFFIXES)})")
         else:
@@ -150,6 +153,43 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(1, 2, 0))
 
 
+def _check_sizes(
+    model: nn.Module,
+    images: Sequence[Path],
+    height: int | None,
+    multiple: int,
+    device: torch.device,
+) -> None:
+    """Refuse, before anything is written, an image whose processing size cannot fit in memory
+    (:func:`feedbackseg.memory.inference_too_large`); each image is read once for its size.
+
+    Raises:
+        EvalError: naming the image, its processing size, the estimate and the limit.
+    """
+    for path in images:
+        size = network_size(read_rgb(path).shape[:2], height, multiple)
+        reason = inference_too_large(model, size, 1, device)
+        if reason is not None:
+            raise EvalError(
+                f"{path}: processing at {size[0]}x{size[1]} px {reason}; use a smaller "
+                "--height or a smaller image"
+            )
+
+
+def _infer(model: nn.Module, x: torch.Tensor, iterations: int, path: Path) -> Any:
+    """:func:`feedbackseg.models.infer`; out of memory is an EvalError naming the image."""
+    try:
+        return infer(model, x, iterations)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        detail = out_of_memory_detail(error)
+        raise EvalError(
+            f"out of memory processing {path} at {x.shape[-2]}x{x.shape[-1]} px"
+            f"{f' ({detail})' if detail else ''}; try a smaller --height"
+        ) from None
+
+
 @torch.no_grad()
 def predict_paths(
     model: nn.Module,
@@ -175,13 +215,15 @@ def predict_paths(
         The files written, in input order (seg, restored if any, sheet per image).
 
     Raises:
-        EvalError: a bad input path or height (one line naming it).
+        EvalError: a bad input path or height, an image too large for this machine's memory
+            (refused before anything is written), out of memory (one line naming it).
     """
     images = collect_images(inputs)
     multiple = max(16, size_multiple(model))
     if height is not None:
         network_size((height, height), height, multiple)  # validate once, before any work
     device = resolve_device(device)
+    _check_sizes(model, images, height, multiple, device)
     model = model.to(device).eval()
     out_dir = Path(out_dir)
     written: list[Path] = []
@@ -190,7 +232,7 @@ def predict_paths(
         h, w = network_size(rgb.shape[:2], height, multiple)
         resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
         x = torch.from_numpy(resized.transpose(2, 0, 1).copy()).float().div_(255.0)
-        out = infer(model, x[None].to(device), iterations)
+        out = _infer(model, x[None].to(device), iterations, path)
         seg = colorize_train_ids(predicted_ids(out.logits[-1])[0].cpu().numpy())
         written.append(write_png(out_dir / f"{path.stem}_seg.png", seg))
         panels = [("input", resized)]

@@ -53,13 +53,20 @@ def check_batch_memory(
     Args:
         config: the run's config (``height`` and ``batch_size`` are named in the error).
         image_size: (H, W) [px] of the training samples.
-        limit: memory limit [bytes]; None: :func:`physical_memory_bytes`.
+        limit: memory limit [bytes]; None: :func:`feedbackseg.memory.memory_limit` (the
+            smallest of the physical memory, ``ulimit -v`` and the cgroup's limit).
 
     Raises:
         ConfigError: (key ``height``) when :func:`batch_bytes` exceeds the limit; the message
             gives the estimate and the limit.
     """
-    limit = physical_memory_bytes() if limit is None else limit
+    if limit is None:
+        from feedbackseg.memory import memory_limit
+
+        known = memory_limit("cpu")
+        limit, words = known if known is not None else (None, "")
+    else:
+        words = f"this machine's {_gb(limit)}"
     need = batch_bytes(image_size, config.batch_size)
     if limit is None or need <= limit:
         return
@@ -67,7 +74,7 @@ def check_batch_memory(
     given = "the stored size" if config.height is None else str(config.height)
     raise ConfigError(
         f"{given} gives {h}x{w} px samples: a batch of {config.batch_size} needs about "
-        f"{_gb(need)} of memory for the images alone, more than this machine's {_gb(limit)}; "
+        f"{_gb(need)} of memory for the images alone, more than {words}; "
         "use a smaller height or batch size",
         "height",
     )

@@ -248,16 +248,24 @@ def checkpoint_restoration(
 
     Raises:
         CheckpointError: unreadable checkpoint, or one without a restorer (erfnet).
+        EvalError: (key ``height``) images too large for this machine's memory.
     """
     from feedbackseg.checkpoints import CheckpointError
     from feedbackseg.data import ShardDataset
-    from feedbackseg.inference import checkpoint_height, checkpoint_iterations, load_model
+    from feedbackseg.inference import (
+        check_inference_memory,
+        checkpoint_height,
+        checkpoint_iterations,
+        load_model,
+    )
 
     model, checkpoint = load_model(checkpoint_path, device)
     if checkpoint["mode"] not in ("restore", "restore-seg", "feedback"):
         raise CheckpointError(f"{checkpoint_path}: a {checkpoint['mode']} model has no restorer")
-    dataset = ShardDataset(shards, split, height=height or checkpoint_height(checkpoint))
+    height = height or checkpoint_height(checkpoint)
+    dataset = ShardDataset(shards, split, height=height)
     try:
+        check_inference_memory(model, dataset.image_size, 1, device, height)
         steps = iterations or checkpoint_iterations(checkpoint)
         metrics = restoration_metrics(model, dataset, steps, limit)
     finally:

@@ -7,6 +7,7 @@ One run lives in one folder RUN (``TrainConfig.out``)::
     RUN/last.pt         the latest checkpoint (atomic)
     RUN/best.pt         the weights of the best validation mIoU
     RUN/tensorboard/    TensorBoard events, only if torch.utils.tensorboard imports
+    RUN/.fbseg.lock     the run lock, while a training holds RUN (:mod:`feedbackseg.runlock`)
 
 ``metrics.jsonl`` is appended one line per record; a killed run may leave its last line cut off.
 :func:`read_metrics` is the one reader of the log: it skips such a half-written last line and
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feedbackseg.paths import not_found
 from turbsim import _files
 
 if TYPE_CHECKING:
@@ -40,12 +42,14 @@ __all__ = [
     "TrainError",
     "append_metrics",
     "check_run_dir",
+    "check_run_place",
     "clean_temporaries",
     "discard_unstarted_run",
     "prepare_run_dir",
     "setup_run_dir",
     "read_metrics",
     "truncate_metrics",
+    "unstarted_run",
 ]
 
 CONFIG_NAME = "config.json"
@@ -109,7 +113,7 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """
     path = _metrics_path(run_dir)
     if not path.is_file():
-        raise MetricsError(f"{path}: no such metrics file")
+        raise MetricsError(not_found(path, "metrics file"))
     records = []
     for number, _, record in _records(path):
         if not isinstance(record, dict):
@@ -198,8 +202,21 @@ def saved_config_diff(
     return saved, config_diff(old, config.to_dict())
 
 
-def _resume_checkpoint(config: TrainConfig) -> dict[str, Any]:
-    """Check that RUN can be resumed with ``config``; its last.pt.
+def unstarted_run(run_dir: str | os.PathLike) -> bool:
+    """Whether RUN holds a run that stopped before its first checkpoint (killed, or stopped by
+    a fault): a ``config.json`` but neither ``last.pt`` nor ``best.pt``. Nothing of it can be
+    resumed; a plain rerun or ``--resume`` starts it afresh."""
+    run = Path(run_dir)
+    return (
+        (run / CONFIG_NAME).is_file()
+        and not (run / LAST_NAME).exists()
+        and not (run / BEST_NAME).exists()
+    )
+
+
+def _resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
+    """Check that RUN can be resumed with ``config``; its last.pt, or None for a run that
+    stopped before its first checkpoint (:func:`unstarted_run`: it starts afresh).
 
     ``out`` may differ from the saved config (a copied or moved run folder resumes).
     """
@@ -215,10 +232,12 @@ def _resume_checkpoint(config: TrainConfig) -> dict[str, Any]:
             f"{saved_config}: --resume with a different config ({'; '.join(differ)}); "
             "use the original flags or start a new RUN"
         )
+    if unstarted_run(run):
+        return None  # stopped before its first checkpoint: it starts afresh, same config
     if not (run / LAST_NAME).is_file():
         raise TrainError(
-            f"{run}: no {LAST_NAME} to resume from (the run stopped before its first "
-            "checkpoint); start it again with --overwrite"
+            f"{run}: no {LAST_NAME} to resume from, but a {BEST_NAME} (a checkpoint was "
+            "deleted?); start it again with --overwrite, or start a new RUN"
         )
     checkpoint = load_checkpoint(run / LAST_NAME)
     if checkpoint.get("mode") != config.mode:
@@ -228,15 +247,11 @@ def _resume_checkpoint(config: TrainConfig) -> dict[str, Any]:
     return checkpoint
 
 
-def check_run_dir(config: TrainConfig, ctx: DistributedContext) -> dict[str, Any] | None:
-    """Check RUN against resume/overwrite (read-only); the checkpoint to resume from (or None).
-
-    Every rank checks; nothing is written, so a start that fails later leaves RUN as it was.
+def check_run_place(config: TrainConfig) -> None:
+    """Refuse a RUN that is a file or cannot be created (read-only).
 
     Raises:
-        TrainError: RUN is a file, holds a run without resume/overwrite, or resume finds no run,
-            no last.pt or a different config.
-        CheckpointError: an unreadable last.pt or one of another mode.
+        TrainError: RUN is a file, or an existing folder above it is a file.
     """
     run = Path(config.out)
     if run.exists() and not run.is_dir():
@@ -244,9 +259,27 @@ def check_run_dir(config: TrainConfig, ctx: DistributedContext) -> dict[str, Any
     ancestor = next((p for p in run.parents if p.exists()), None)
     if ancestor is not None and not ancestor.is_dir():
         raise TrainError(f"{run}: cannot be created ({ancestor} is not a folder)")
+
+
+def check_run_dir(config: TrainConfig, ctx: DistributedContext) -> dict[str, Any] | None:
+    """Check RUN against resume/overwrite (read-only); the checkpoint to resume from (or None).
+
+    Every rank checks; nothing is written, so a start that fails later leaves RUN as it was. A
+    run that stopped before its first checkpoint (:func:`unstarted_run`) is no obstacle: a
+    plain start replaces it, ``--resume`` starts it afresh (None). Call it under the run's
+    lock (:func:`feedbackseg.runlock.run_lock`): a live run before its first checkpoint looks
+    the same.
+
+    Raises:
+        TrainError: RUN is a file, holds a run without resume/overwrite, or resume finds no run,
+            no last.pt (but a best.pt) or a different config.
+        CheckpointError: an unreadable last.pt or one of another mode.
+    """
+    check_run_place(config)
+    run = Path(config.out)
     if config.resume:
         return _resume_checkpoint(config)
-    if (run / CONFIG_NAME).is_file() and not config.overwrite:
+    if (run / CONFIG_NAME).is_file() and not config.overwrite and not unstarted_run(run):
         raise TrainError(
             f"{run}: holds a run already ({CONFIG_NAME}); pass --resume to continue it or "
             "--overwrite to replace it"
@@ -259,9 +292,10 @@ def setup_run_dir(
 ) -> None:
     """Set RUN up after :func:`check_run_dir` and the other start-up checks passed.
 
-    Rank 0 alone writes; all ranks see the same folder. A fresh run removes the files of an
-    earlier one (with ``overwrite``); every run drops the metrics logged after its checkpoint
-    and writes ``config.json``.
+    Rank 0 alone writes; all ranks see the same folder. A run without a checkpoint to resume
+    from removes the files of an earlier one (``overwrite``, or one that stopped before its
+    first checkpoint); every run drops the metrics logged after its checkpoint and writes
+    ``config.json``.
 
     Raises:
         OSError: RUN cannot be created or written (the error names the path).
@@ -272,7 +306,7 @@ def setup_run_dir(
     if ctx.is_main:
         run.mkdir(parents=True, exist_ok=True)
         clean_temporaries(run)
-        if not config.resume:
+        if checkpoint is None:
             for name in (CONFIG_NAME, METRICS_NAME, LAST_NAME, BEST_NAME):
                 (run / name).unlink(missing_ok=True)
             shutil.rmtree(run / TENSORBOARD_DIR, ignore_errors=True)

@@ -23,11 +23,16 @@ Layout of the study folder STUDY:
 - ``runs/{cell}/seed-{seed}/``: an ordinary run folder (``fbseg train``'s config.json,
   metrics.jsonl, last.pt, best.pt), validated on the ``val`` split of its own input; a finished run
   is skipped, an unfinished one resumed (``resume=True``);
+- ``runs/{cell}/seed-{seed}/study_done.json``: the completion marker, written once the training
+  returned; only a run whose marker counts the study's steps and names its best.pt is finished
+  (:mod:`feedbackseg.study_records`);
 - ``runs/{cell}/seed-{seed}/study_eval.json``: that run's evaluation (:func:`evaluate_run`),
-  so re-aggregating never re-evaluates;
+  reused only for the best.pt (sha256) and step count it was computed from;
 - ``study.json`` (the resolved study), ``results.json``, ``results.md``, ``study.png``,
   ``curves.png``
-  (:mod:`feedbackseg.study_report`), written once every run is finished.
+  (:mod:`feedbackseg.study_report`), written once every run is finished, results.json last.
+
+Every file is published atomically, so concurrent ``--only`` tasks never read a partial one.
 
 Every number of ``results.json`` comes from :func:`feedbackseg.evaluate.evaluate_checkpoint` on
 ``best.pt`` with the defaults of ``fbseg eval`` (split ``val``, the checkpoint's height and
@@ -49,11 +54,22 @@ from typing import Any
 
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
 from feedbackseg.data import split_names, split_shards, steps_per_epoch
-from feedbackseg.rundir import BEST_NAME, CONFIG_NAME, LAST_NAME, read_metrics, saved_config_diff
+from feedbackseg.rundir import BEST_NAME, CONFIG_NAME, LAST_NAME, saved_config_diff
+from feedbackseg.study_records import (
+    DONE_NAME,
+    EVAL_NAME,
+    cached_evaluation,
+    checkpoint_identity,
+    clear_done,
+    read_done,
+    write_done,
+    write_evaluation,
+)
 from turbsim import _files
 
 __all__ = [
     "DEFAULT_SEEDS",
+    "DONE_NAME",
     "EVAL_NAME",
     "FORBIDDEN_KEYS",
     "STUDY_SPLIT",
@@ -72,8 +88,6 @@ __all__ = [
 
 #: Seeds of a study file that names none.
 DEFAULT_SEEDS = (0, 1, 2)
-#: Per-run evaluation file, next to best.pt.
-EVAL_NAME = "study_eval.json"
 #: The split every run is validated and evaluated on.
 STUDY_SPLIT = "val"
 #: Keys a study sets itself: a cell or ``[defaults]`` may not.
@@ -342,52 +356,75 @@ def total_steps(config: TrainConfig) -> int:
     return config.epochs * steps_per_epoch(samples, config.batch_size)
 
 
-def run_finished(config: TrainConfig) -> bool:
-    """Whether the run folder holds a finished run of ``config`` (a record at its last step).
+def check_run_folder(config: TrainConfig) -> bool:
+    """Whether the run folder holds a run (a config.json), checked to be one of ``config``.
 
     Raises:
-        StudyError: the folder holds a run of another config.
+        StudyError: the folder holds a run of other shards (naming both folders), or of another
+            config (the study file changed).
     """
     run = Path(config.out)
     saved = saved_config_diff(config, StudyError)
     if saved is None:
         return False
-    differ = saved[1]
-    if differ:
+    path, differ = saved
+    if not differ:
+        return True
+    old_shards = json.loads(path.read_text()).get("shards")
+    if old_shards != config.shards:
         raise StudyError(
-            f"{run}: holds a run of another config ({'; '.join(differ)}); the study file "
-            "changed: use a new --out"
+            f"{run}: was trained on the shards {old_shards}, not {config.shards}: the shards "
+            "differ; give the original shards or use a new --out"
         )
-    target = total_steps(config)
-    try:
-        records = read_metrics(run)
-    except Exception:  # noqa: BLE001 - no or unreadable metrics: not finished
+    raise StudyError(
+        f"{run}: holds a run of another config ({'; '.join(differ)}); the study file "
+        "changed: use a new --out"
+    )
+
+
+def run_finished(config: TrainConfig) -> bool:
+    """Whether the run folder holds a finished run of ``config``: its completion marker
+    (written once the training returned) counts the run's steps and names its best.pt.
+
+    Raises:
+        StudyError: the folder holds a run of other shards or of another config.
+    """
+    if not check_run_folder(config):
         return False
-    return any(r.get("step", 0) >= target for r in records) and (run / BEST_NAME).is_file()
+    return read_done(config.out, total_steps(config)) is not None
 
 
 def _train_run(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> None:
-    """Train (or resume) one run; a started run is resumed only with ``resume``."""
+    """Train (or resume) one run, then write its completion marker; a started run is resumed
+    only with ``resume`` (one trained to its end but unmarked takes no step)."""
+    from feedbackseg.runlock import run_lock
     from feedbackseg.train import train
 
     run = Path(config.out)
-    started = (run / CONFIG_NAME).is_file()
-    if started and not (run / LAST_NAME).is_file():
-        config = dataclasses.replace(config, overwrite=True)  # no checkpoint: nothing to keep
-    elif started:
-        if not resume:
-            raise StudyError(f"{run}: unfinished run; pass --resume to continue it")
-        config = dataclasses.replace(config, resume=True)
-    train(config, log=log)
+    with run_lock(run, enabled=_is_main()):  # the marker and the training under one lock
+        started = (run / CONFIG_NAME).is_file()
+        if started and not (run / LAST_NAME).is_file():
+            config = dataclasses.replace(config, overwrite=True)  # no checkpoint to keep
+        elif started:
+            if not resume:
+                raise StudyError(f"{run}: unfinished run; pass --resume to continue it")
+            config = dataclasses.replace(config, resume=True)
+        if _is_main():
+            clear_done(run)  # a stale marker must not outlive the checkpoint it names
+        result = train(config, log=log)
+        if _is_main():
+            write_done(run, result.step)
 
 
 # ------------------------------------------------------------------------------ evaluation
 def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> dict[str, Any]:
-    """Evaluate a finished run's best.pt and write ``RUN/study_eval.json`` (read back if there).
+    """Evaluate a finished run's best.pt and write ``RUN/study_eval.json`` (read back if it was
+    computed from this best.pt, by sha256, and this step count; else computed again).
 
     Keys: ``miou``, ``per_class`` (fractions; distorted val: what ``fbseg eval RUN/best.pt
     SHARDS`` reports), ``pixel_accuracy``, ``resolution`` [H, W], ``iterations``, ``step``
-    (of best.pt), ``steps`` (of the run); ``miou_clean``, ``per_class_clean`` for a cell
+    (of best.pt), ``steps`` (of the run), ``checkpoint`` (the best.pt sha256 and step count
+    it was computed from); ``miou_clean``, ``per_class_clean`` for a cell
     trained on clean input (the clean val images); ``psnr_restored``, ``psnr_distorted`` [dB]
     and, when the shards store the flow, ``flow_epe_px`` and ``flow_epe_zero_px`` for restoration
     cells; ``miou_per_iteration`` (distorted val, after each feedback iteration t = 1..T) for
@@ -395,9 +432,12 @@ def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> 
     ``logits_0 - logits_0``), so ``miou_per_iteration[0]`` is the mIoU with the feedback zeroed.
     """
     run = Path(config.out)
-    path = run / EVAL_NAME
-    if path.is_file():
-        return json.loads(path.read_text())
+    target = total_steps(config)
+    marker = read_done(run, target)
+    identity = checkpoint_identity(run, marker["steps"] if marker else target)
+    cached = cached_evaluation(run, identity)
+    if cached is not None:
+        return cached
     device = device or config.device
     best = run / BEST_NAME
     data = _segmentation(config, cell, best, device) if cell.mode != "restore" else {}
@@ -405,9 +445,10 @@ def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> 
         data.update(_restoration(config, best, device))
     data.setdefault("miou", None)  # the restore mode segments nothing
     data.setdefault("per_class", {})
-    data["steps"] = total_steps(config)
+    data["steps"] = identity["steps"]
+    data = _finite({**data, "checkpoint": identity})
     if _is_main():
-        _files.write_json(path, _finite(data), indent=2)
+        write_evaluation(run, data, identity)
     return data
 
 
@@ -505,8 +546,8 @@ def run_study(
         log: progress lines (default: none).
 
     Raises:
-        StudyError: no ``val`` split, a run folder of another config, an unfinished run
-            without ``resume``. What :func:`feedbackseg.train.train` and
+        StudyError: no ``val`` split, a run folder of other shards or another config, an
+            unfinished run without ``resume``. What :func:`feedbackseg.train.train` and
             :func:`feedbackseg.evaluate.evaluate_checkpoint` raise passes through.
     """
     from feedbackseg.study_report import write_results
@@ -515,6 +556,8 @@ def run_study(
     if STUDY_SPLIT not in split_names(shards):
         raise StudyError(f"{shards}: no split {STUDY_SPLIT!r}; a study validates on it")
     study_dir = Path(study_dir)
+    for cell, seed in study.runs():  # a folder of other shards or another study: refused now
+        check_run_folder(run_config(study, cell, seed, shards, study_dir, overrides))
     if _is_main():
         study_dir.mkdir(parents=True, exist_ok=True)
         _files.write_json(study_dir / "study.json", study.to_dict(), indent=2)

@@ -487,7 +487,7 @@ def write_results(
     say: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write ``results.json``, ``results.md`` and (with matplotlib) ``study.png`` and
-    ``curves.png``; the paths.
+    ``curves.png``; the paths. Each is published atomically, results.json last.
 
     Without matplotlib the PNG is skipped with a note (``say`` and results.md).
     """
@@ -507,8 +507,9 @@ def write_results(
         note = f"{STUDY_PNG} not drawn: {error}"
         markdown += f"\nNote: {note}\n"
         say(f"note: {note}")
-    _files.write_json(folder / RESULTS_JSON, _finite(results), indent=2)
     _files.write_text(folder / RESULTS_MD, markdown)
+    # last: a results.json on disk means every other result file of this aggregate is there
+    _files.write_json(folder / RESULTS_JSON, _finite(results), indent=2)
     for path in written:
         say(f"wrote {path}")
     return written

@@ -14,9 +14,16 @@ that on the CPU with ``workers=0`` it ends with the same weights as an uninterru
 
 Start-up checks (:mod:`feedbackseg.preflight`: the validation split, the memory of a batch; the
 shards' sample counts; :func:`feedbackseg.rundir.check_run_dir`; the class weights and the
-checkpoint to resume from) all run before RUN is written; a fresh run that fails before its first
-checkpoint removes its ``config.json`` again. Every training step checks the flow and the losses
-before each backward pass (:class:`feedbackseg.models.NonFiniteError`).
+checkpoint to resume from) all run before RUN is written; a fresh run that fails or is
+interrupted before its first checkpoint removes its ``config.json`` again, and one killed then
+(config.json, no checkpoint) is started afresh by a plain rerun or ``--resume``. The run holds
+RUN's lock (:mod:`feedbackseg.runlock`) from before it looks at RUN until it ends: a second
+training or a ``--resume`` of a live run is refused, naming its pid. Every training step checks
+the flow and the losses before each backward pass (:class:`feedbackseg.models.NonFiniteError`);
+running out of memory is a :class:`TrainError` naming the step (last.pt is kept, the run
+resumes). Ctrl-C (and SIGTERM under :func:`feedbackseg.workers.sigterm_as_interrupt`) raises
+:class:`feedbackseg.workers.Interrupted` with the one line to print. Loader workers ignore
+Ctrl-C and end with the trainer, even after a kill -9 (:mod:`feedbackseg.workers`).
 
 Validation runs :func:`feedbackseg.evaluate.evaluate` on the bare model. Under ``torchrun`` R and
 S are wrapped in DistributedDataParallel separately (each has its own optimiser); rank 0 alone
@@ -26,9 +33,11 @@ matrices, so no pixel is counted twice.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +55,7 @@ from feedbackseg.distributed import (
     setup_distributed,
 )
 from feedbackseg.losses import focal_loss, iteration_gammas
+from feedbackseg.memory import is_out_of_memory, out_of_memory_detail
 from feedbackseg.models import TRAIN_STEPS, NonFiniteError
 from feedbackseg.precision import cuda_float32_precision
 from feedbackseg.preflight import check_batch_memory, check_val_split
@@ -59,9 +69,12 @@ from feedbackseg.rundir import (
     TENSORBOARD_DIR,
     TrainError,
     check_run_dir,
+    check_run_place,
     discard_unstarted_run,
     setup_run_dir,
+    unstarted_run,
 )
+from feedbackseg.runlock import RunLockedError, run_lock
 from feedbackseg.train_state import (
     TrainState,
     build_state,
@@ -70,6 +83,7 @@ from feedbackseg.train_state import (
 )
 from feedbackseg.turbulence import OnlineTurbulence, check_turbulence
 from feedbackseg.validation import validate
+from feedbackseg.workers import Interrupted, interruption_signal, start_iterator, worker_init
 from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
 
 #: Old names of the schema constants (kept public).
@@ -172,7 +186,7 @@ def _loader_kwargs(config: TrainConfig, device: torch.device) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "num_workers": config.workers,
         "pin_memory": device.type == "cuda",
-        "worker_init_fn": _seed_worker,
+        "worker_init_fn": worker_init(_seed_worker),  # ignore Ctrl-C, end with the trainer
     }
     if config.workers > 0:
         import multiprocessing
@@ -352,7 +366,7 @@ def train_one_epoch(
     data.sampler.set_start(state.batch_in_epoch * config.batch_size)
     data.train_set.set_epoch(state.epoch)
     taken, last_val = 0, None
-    for batch in data.loader:
+    for batch in start_iterator(data.loader):  # Ctrl-C while workers start: after they run
         taken += 1
         result, size = _take_step(state, batch, seg_loss, data.turbulence)
         step_epoch = state.epoch
@@ -371,7 +385,7 @@ def train_one_epoch(
             or (config.val_every is not None and state.step % config.val_every == 0)
             or (config.val_every is None and end_of_epoch)
         ):
-            last_val = validate(state, data.val_set, step_epoch, progress) or last_val
+            last_val = _validate(state, data, step_epoch, progress) or last_val
             validated = data.val_set is not None
         if done or validated or state.step % config.checkpoint_every == 0:
             save_last(state)
@@ -382,23 +396,84 @@ def train_one_epoch(
     return last_val
 
 
+def _validate(
+    state: TrainState, data: _Data, at_epoch: int, progress: _Progress
+) -> dict[str, Any] | None:
+    """:func:`validate`; out of memory there is a TrainError naming the validation."""
+    try:
+        return validate(state, data.val_set, at_epoch, progress)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        detail = out_of_memory_detail(error)
+        raise TrainError(
+            f"out of memory in the validation at step {state.step}"
+            f"{f' ({detail})' if detail else ''}; try a smaller --batch-size or --height; "
+            f"{_kept(state)}"
+        ) from None
+
+
+def _stopped(error: BaseException, state: TrainState, size: tuple[int, int]) -> Exception | None:
+    """What to raise instead of ``error`` (Ctrl-C, SIGTERM, out of memory), or None."""
+    if isinstance(error, KeyboardInterrupt):
+        sig = interruption_signal(error)
+        how = " (SIGTERM)" if sig == signal.SIGTERM else ""
+        if state.last_saved_step:
+            then = f": {_kept(state)}; rerun with --resume to continue"
+        else:
+            then = ", before the first checkpoint: nothing to resume; rerun the same command"
+        return Interrupted(f"interrupted after {state.step} step(s) of {state.run}{how}{then}", sig)
+    if is_out_of_memory(error):
+        detail = out_of_memory_detail(error)
+        return TrainError(
+            f"out of memory at step {state.step + 1} (a batch of {state.config.batch_size} at "
+            f"{size[0]}x{size[1]} px{f', {detail}' if detail else ''}); try a smaller "
+            f"--batch-size or --height; {_kept(state)}"
+        )
+    return None
+
+
 def _fit(config: TrainConfig, ctx: DistributedContext, log: Any) -> TrainResult:
     """Train as ``config`` says in the process group of ``ctx``; see :func:`fit`."""
     progress = _Progress(config, ctx, log)
     # start-up checks: nothing is written before they pass (a refused start leaves RUN as is)
     train_set, val_set = _datasets(config, progress.say)
-    checkpoint = check_run_dir(config, ctx)
-    if ctx.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes
-    state = build_state(config, ctx, train_set.image_size, checkpoint, progress.say)
-    setup_run_dir(config, ctx, checkpoint)
-    try:
-        return _run(config, ctx, state, checkpoint, progress, train_set, val_set)
-    except Exception:
-        if checkpoint is None and state.last_saved_step is None and ctx.is_main:
-            # nothing to resume: a plain rerun must work; keep the log of any steps taken
-            discard_unstarted_run(state.run, keep_log=state.step > 0)
-        raise
+    check_run_place(config)
+    with _run_held(config, ctx):  # from before RUN is looked at until the run ends
+        checkpoint = check_run_dir(config, ctx)
+        if unstarted_run(config.out) and not config.overwrite:
+            progress.say(f"note: {config.out} holds a run that stopped before its first "
+                         "checkpoint: starting it afresh")  # fmt: skip
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes
+        state = build_state(config, ctx, train_set.image_size, checkpoint, progress.say)
+        try:
+            setup_run_dir(config, ctx, checkpoint)
+            return _run(config, ctx, state, checkpoint, progress, train_set, val_set)
+        except BaseException as error:  # Ctrl-C and SIGTERM too
+            if checkpoint is None and state.last_saved_step is None and ctx.is_main:
+                # nothing to resume: a plain rerun must work; keep the log of any steps taken
+                discard_unstarted_run(state.run, keep_log=state.step > 0)
+            replacement = _stopped(error, state, train_set.image_size)
+            if replacement is None:
+                raise
+            raise replacement from None
+
+
+@contextlib.contextmanager
+def _run_held(config: TrainConfig, ctx: DistributedContext) -> Iterator[None]:
+    """Hold RUN's lock (:func:`feedbackseg.runlock.run_lock`; rank 0 for the whole group);
+    every rank stops when rank 0 cannot have it."""
+    with contextlib.ExitStack() as stack:
+        refused: Exception | None = None
+        if ctx.is_main:
+            try:
+                stack.enter_context(run_lock(config.out))
+            except (RunLockedError, OSError) as error:
+                refused = error
+        if not ctx.all_true(refused is None):
+            raise refused or TrainError(f"{config.out}: rank 0 could not lock the run folder")
+        yield
 
 
 def _run(
@@ -462,9 +537,11 @@ def fit(
         What the run reached (on every rank).
 
     Raises:
-        TrainError: RUN exists without --resume/--overwrite, --resume with a different config
-            or without last.pt, labels out of range, a non-finite flow or loss (the last good
+        TrainError: RUN exists without --resume/--overwrite, --resume with a different config,
+            labels out of range, a non-finite flow or loss, out of memory (the last good
             checkpoint is kept), CUDA asked for but not available.
+        RunLockedError: (a TrainError) another live training holds RUN (its pid named).
+        Interrupted: (a KeyboardInterrupt) Ctrl-C or SIGTERM; its text is the line to print.
         ConfigError: a validation split the shards do not have (key ``val_split``); samples
             too large for this machine's memory (key ``height``).
         DataError: missing or foreign shard folder, missing split, a missing, corrupt or

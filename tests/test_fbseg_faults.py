@@ -525,13 +525,21 @@ def test_moved_run_resumes(shards: Path, tmp_path: Path) -> None:
     assert json.loads((moved / "config.json").read_text())["out"] == str(moved)
 
 
-def test_resume_without_last_pt_is_refused(shards: Path, tmp_path: Path) -> None:
+def test_resume_without_last_pt(shards: Path, tmp_path: Path) -> None:
+    """No checkpoint at all: --resume starts the run afresh (round 2, defect 13: it was refused
+    with "start it again with --overwrite"). A best.pt without last.pt is refused."""
     run = tmp_path / "run"
     args = ["--mode", "erfnet", "--val-split", "none"]
     assert _train(str(shards), "--out", str(run), "--max-steps", "1", *args).exit_code == 0
     (run / "last.pt").unlink()
+    result = _train(str(shards), "--out", str(run), "--max-steps", "1", "--resume", *args)
+    assert result.exit_code == 0, result.output
+    assert "stopped before its first checkpoint: starting it afresh" in result.output
+    assert load_checkpoint(run / "last.pt")["step"] == 1
+    shutil.copy(run / "last.pt", run / "best.pt")
+    (run / "last.pt").unlink()
     line = _one_line_error(_train(str(shards), "--out", str(run), "--resume", *args))
-    assert f"{run}: no last.pt to resume from" in line and "--overwrite" in line
+    assert f"{run}: no last.pt to resume from, but a best.pt" in line and "--overwrite" in line
 
 
 def test_failed_start_leaves_no_config(

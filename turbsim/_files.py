@@ -17,6 +17,7 @@ numpy only (the npz writer); no h5py, numba, scipy or torch: feedbackseg may imp
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -47,6 +48,30 @@ def temporary_owner(path: str | os.PathLike[str]) -> int | None:
     """The process id encoded in a temporary's name, or None if the name carries none."""
     match = _TMP_RE.match(Path(path).name)
     return int(match["pid"]) if match else None
+
+
+def temporary_target(path: str | os.PathLike[str]) -> Path:
+    """The file a temporary of :func:`temporary_name` was to become (``path`` if it is none)."""
+    path = Path(path)
+    match = _TMP_RE.match(path.name)
+    return path.with_name(match["name"]) if match else path
+
+
+#: How a full disk shows in error texts: the OS's words, or HDF5's, whose OSError (through
+#: h5py) may carry errno None and a message of several lines around "errno = 28".
+DISK_FULL_TEXT = re.compile(rf"No space left on device|errno = {errno.ENOSPC}\b")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says the disk is full (ENOSPC), as the OS or HDF5 reports it."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return DISK_FULL_TEXT.search(str(error)) is not None
+
+
+def disk_full_error(path: str | os.PathLike[str]) -> OSError:
+    """The plain ``OSError(ENOSPC)`` naming ``path`` (the published name, not a temporary's)."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temporary_target(path)))
 
 
 def default_mode() -> int:

@@ -234,7 +234,11 @@ def _worker_main(
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _exit_with_parent(parent_pid)
-    configure_worker(threads)
+    try:
+        configure_worker(threads)
+    except MemoryError as exc:
+        _send_error(conn, exc)
+        return
 
     def on_image(n: int) -> None:
         conn.send(("image", n))
@@ -249,9 +253,23 @@ def _worker_main(
         try:
             record = run_shard(task, recipe, out, skip_bad, threads, on_image)
         except Exception as exc:  # sent to the parent, which raises it
-            conn.send(("error", _picklable(exc), traceback.format_exc()))
+            _send_error(conn, exc)
             return
         conn.send(("shard", record))
+
+
+def _send_error(conn: Connection, exc: Exception) -> None:
+    """Send ``("error", exception, traceback text)``; short of memory, the bare message (the
+    worker then ends; if even that fails, the parent reads its death)."""
+    try:
+        conn.send(("error", _picklable(exc), traceback.format_exc()))
+    except MemoryError:
+        try:
+            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}"), ""))
+        except (MemoryError, OSError):
+            pass
+    except OSError:  # the parent is gone
+        pass
 
 
 def _picklable(exc: Exception) -> Exception:

@@ -20,6 +20,7 @@ The names of the former single module stay importable from here.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 import time
@@ -35,6 +36,7 @@ from turbsim import shards
 from turbsim.executors import run_dask, run_local
 from turbsim.outfolder import (
     RECIPE_FILE,
+    claim_output,
     clean_stale_temporaries,
     is_present,
     output_lock,
@@ -228,9 +230,14 @@ def generate(
         progress: called with (images done, images total) as images finish.
         log: receives one-line messages.
 
+    The run holds ``out``'s run lock from before it looks at the folder until it returns
+    (turbsim.outfolder.claim_output): a second start on the same folder is refused at once,
+    before it reads or deletes anything, except tasks of shard selections, which share it.
+
     Raises:
         GenerateError: a bad selection, output folder or frame size (checked before anything is
-            written); ``key`` names the option at fault.
+            written), another run holding ``out`` (key ``"out"``, naming its process id), or a
+            sample that ran out of memory; ``key`` names the option at fault.
         OSError: the output folder cannot be created or written (disk full included).
     """
     t0 = time.perf_counter()
@@ -239,22 +246,63 @@ def generate(
     too_large = frame_size_problem(plan)
     if too_large is not None:
         raise GenerateError(too_large, "size")
-    prepare_output(out, plan.recipe, resume, overwrite, subset)
-    if subset:
-        clean_stale_temporaries(out, selected)
+    with claim_output(out, plan.recipe, resume, overwrite, subset):
+        if subset:
+            clean_stale_temporaries(out, selected)
+        records, todo = _kept_and_todo(plan, out, selected, resume or subset, log)
+        reused = len(records)
+        try:
+            _render(plan, out, todo, records, workers, skip_bad, scheduler, progress)
+        except BaseException:
+            # local executors have stopped their workers: what those left half-written goes
+            # (a remote Dask worker's process id means nothing here: its files are left alone)
+            if scheduler in (None, "local-cluster"):
+                with contextlib.suppress(OSError):
+                    clean_stale_temporaries(out, todo)
+            raise
+        missing = _finish(plan, out, records)
+    return RunReport(
+        planned_shards=len(plan.tasks),
+        rendered_shards=len(todo),
+        reused_shards=reused,
+        samples=sum(r["samples"] for r in records.values()),
+        seconds=time.perf_counter() - t0,
+        manifest_written=not missing,
+        missing_shards=missing,
+    )
+
+
+def _kept_and_todo(
+    plan: Plan, out: Path, selected: list[ShardTask], keep: bool, log: Callable[[str], None]
+) -> tuple[dict[int, dict[str, Any]], list[ShardTask]]:
+    """(sidecar records of the selected shards kept, the selected shards to render)."""
     records: dict[int, dict[str, Any]] = {}
     todo: list[ShardTask] = []
+    digest = plan.recipe.digest()
     for task in selected:
-        rec, why = published_record(out, task) if (resume or subset) else (None, "")
+        rec, why = published_record(out, task, digest) if keep else (None, "")
         if rec is not None:
             records[task.global_index] = rec
         else:
             if why:
                 log(f"resume: {why}; rendering it again")
             todo.append(task)
-    reused = len(records)
-    if reused:
-        log(f"resume: {reused} shard(s) already published and valid, {len(todo)} to render")
+    if records:
+        log(f"resume: {len(records)} shard(s) already published and valid, {len(todo)} to render")
+    return records, todo
+
+
+def _render(
+    plan: Plan,
+    out: Path,
+    todo: list[ShardTask],
+    records: dict[int, dict[str, Any]],
+    workers: int,
+    skip_bad: bool,
+    scheduler: str | None,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Render ``todo`` with the chosen executor; ``records`` gains each finished shard's."""
     total = sum(len(t.samples) for t in todo)
     done = 0
 
@@ -271,22 +319,13 @@ def generate(
         on_shard(record)
         on_image(int(record["samples"]) + len(record.get("skipped", [])))
 
-    if todo:
-        _prepare_correlation_table(plan.recipe)
-        if scheduler:
-            run_dask(todo, plan.recipe, out, skip_bad, scheduler, workers, on_shard_dask)
-        else:
-            run_local(todo, plan.recipe, out, skip_bad, workers, on_image, on_shard)
-    missing = _finish(plan, out, records)
-    return RunReport(
-        planned_shards=len(plan.tasks),
-        rendered_shards=len(todo),
-        reused_shards=reused,
-        samples=sum(r["samples"] for r in records.values()),
-        seconds=time.perf_counter() - t0,
-        manifest_written=not missing,
-        missing_shards=missing,
-    )
+    if not todo:
+        return
+    _prepare_correlation_table(plan.recipe)
+    if scheduler:
+        run_dask(todo, plan.recipe, out, skip_bad, scheduler, workers, on_shard_dask)
+    else:
+        run_local(todo, plan.recipe, out, skip_bad, workers, on_image, on_shard)
 
 
 def _finish(plan: Plan, out: Path, records: dict[int, dict[str, Any]]) -> list[int]:
@@ -301,7 +340,7 @@ def _finish(plan: Plan, out: Path, records: dict[int, dict[str, Any]]) -> list[i
         others = [t for t in plan.tasks if t.global_index not in records]
         if all(is_present(out, t) for t in others):  # cheap test before hashing anything
             for task in others:
-                rec, _ = published_record(out, task)
+                rec, _ = published_record(out, task, plan.recipe.digest())
                 if rec is not None:
                     records[task.global_index] = rec
         missing = [t.global_index for t in plan.tasks if t.global_index not in records]

@@ -23,14 +23,21 @@ from turbsim.recipe import Recipe
 #: OpenCV refuses much larger images ("Insufficient memory") after hours of planning.
 MAX_FRAME_PIXELS = 2**28
 
+#: The most samples (images x variants, all splits) one plan may hold: 2,000,000. The plan
+#: keeps every sample in memory (~170 bytes each, so ~0.35 GB at the limit) and the dataset
+#: would be ~8 TB at native Cityscapes size (~4 MB per sample); beyond it, split the images
+#: into several datasets. Checked from the counts before the plan is built.
+MAX_PLAN_SAMPLES = 2_000_000
+
 
 class GenerateError(RuntimeError):
     """A user-facing problem of a generate run; the message is one line.
 
     Attributes:
         key: the option at fault, in the library's words (``"shard_index"``, ``"num_shards"``,
-            ``"shards"``, ``"size"``, ``"resume"``, ``"out"``, ``"scheduler"``), or None when no
-            single input is at fault. A CLI maps it to its flag (e.g. ``--shard-index``).
+            ``"shards"``, ``"size"``, ``"resume"``, ``"out"``, ``"scheduler"``,
+            ``"variants"``), or None when no single input is at fault. A CLI maps it to its
+            flag (e.g. ``--shard-index``).
     """
 
     def __init__(self, message: str, key: str | None = None) -> None:
@@ -118,11 +125,15 @@ def make_plan(cityscapes_root: Path, recipe: Recipe, skip_bad: bool = False) -> 
     skipped: list[SkippedFile] = list(unreadable or [])
     hasher = hashlib.sha256()
     label_note: dict[str, str] = {}
+    usable: dict[str, list[CityscapesSample]] = {}
     for split in recipe.splits:
         good, bad = validate(found[split], skip_bad=skip_bad)
         skipped += bad
         if not good:
             raise GenerateError(f"{cityscapes_root}: no usable images in split {split!r}")
+        usable[split] = good
+    _check_plan_size(sum(len(good) for good in usable.values()), recipe.variants)
+    for split, good in usable.items():
         if all(s.label_path is None for s in good):
             label_note[split] = "no labels (all 255): Cityscapes test labels are not public"
         sizes = {png_size(s.image_path) for s in good}
@@ -158,6 +169,22 @@ def make_plan(cityscapes_root: Path, recipe: Recipe, skip_bad: bool = False) -> 
         input_list_hash=hasher.hexdigest(),
         label_note=label_note,
     )
+
+
+def _check_plan_size(images: int, variants: int) -> None:
+    """Refuse a plan of more than :data:`MAX_PLAN_SAMPLES` samples, from its counts alone.
+
+    Raises:
+        GenerateError: (key ``"variants"``) naming the counts and the limit.
+    """
+    samples = images * variants
+    if samples > MAX_PLAN_SAMPLES:
+        raise GenerateError(
+            f"the plan has {images} images x {variants} variants = {samples:.3g} samples, over "
+            f"the limit of {MAX_PLAN_SAMPLES} samples per dataset; use fewer variants, or "
+            "split the images into several datasets",
+            "variants",
+        )
 
 
 def _cut(

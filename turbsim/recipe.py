@@ -6,6 +6,13 @@ distorted variants per source image, the shard size, the compression, the flow s
 root seed. Resolution order: :data:`DEFAULT_RECIPE` <- recipe file <- command-line overrides.
 The resolved recipe is saved in the manifest together with its hash.
 
+Types are strict, whatever the source: an integer key (``seed``, ``shard_size``, ``variants``)
+takes an integer, a physics value a real number (an integer allowed), ``"LO:HI"``, a number
+written as text (what the command line gives) or a two-element array of real numbers, a choice
+or name a string; a boolean is never a number, and no value is rounded. Every error is one
+line naming the source of the value at fault (the recipe file, or "command line") and its key;
+a file must be UTF-8 TOML.
+
 Ranges: a physics value may be ``"LO:HI"`` (or a two-element list). ``cn2`` ranges are sampled
 log-uniformly (Cn2 spans decades), every other range uniformly. Draws of ``height_m`` and
 ``aperture_m``, the two parameters of rho = L0 / D, are then rounded to the nearest point of a
@@ -21,6 +28,7 @@ import hashlib
 import importlib.resources
 import json
 import math
+import numbers
 import re
 import tomllib
 from collections.abc import Mapping
@@ -132,36 +140,77 @@ class Range:
         return min(max(math.exp(k * self.grid), self.lo), self.hi)
 
 
+def _kind(value: Any) -> str:
+    """What a value is, in TOML's words (for error messages)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, numbers.Integral):
+        return "an integer"
+    if isinstance(value, numbers.Real):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "a table"
+    return type(value).__name__
+
+
+def _got(value: Any) -> str:
+    return f"got {value!r} ({_kind(value)})"
+
+
+def _is_integer(value: Any) -> bool:
+    """An integer and not a boolean (TOML's ``true`` is no count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (an integer allowed) and not a boolean."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _text_number(key: str, text: str, value: Any, source: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise RecipeError(
+            f"{source}: {key} must be a number or LO:HI, got {value!r}", key
+        ) from None
+
+
+def _positive(key: str, v: float, value: Any, source: str) -> float:
+    if not (math.isfinite(v) and v > 0):
+        raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}", key)
+    return v
+
+
 def _parse_physics_value(key: str, value: Any, source: str) -> float | Range:
+    """A physics value: a real number (not a boolean), ``"LO:HI"``, ``[LO, HI]`` of real numbers,
+    or (command-line text) a number written as a string. Nothing else is coerced."""
     if isinstance(value, str) and ":" in value:
         parts = value.split(":")
         if len(parts) != 2:
             raise RecipeError(f"{source}: {key} range must be LO:HI, got {value!r}", key)
-        value = parts
-    if isinstance(value, (list, tuple)):
+        lo, hi = (_text_number(key, part, value, source) for part in parts)
+    elif isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise RecipeError(f"{source}: {key} range must have two values, got {value!r}", key)
-        try:
-            lo, hi = float(value[0]), float(value[1])
-        except (TypeError, ValueError):
-            raise RecipeError(
-                f"{source}: {key} range values must be numbers, got {value!r}", key
-            ) from None
-        for v in (lo, hi):
-            if not (math.isfinite(v) and v > 0):
-                raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}", key)
-        if hi < lo:
-            raise RecipeError(f"{source}: {key} range must have LO <= HI, got {value!r}", key)
-        return Range(lo, hi, key in LOG_UNIFORM_KEYS, RHO_GRID_STEP if key in GRID_KEYS else 0.0)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise RecipeError(
-            f"{source}: {key} must be a number or LO:HI, got {value!r}", key
-        ) from None
-    if not (math.isfinite(v) and v > 0):
-        raise RecipeError(f"{source}: {key} must be finite and > 0, got {value!r}", key)
-    return v
+        if not all(_is_real(v) for v in value):
+            raise RecipeError(f"{source}: {key} range values must be numbers, got {value!r}", key)
+        lo, hi = float(value[0]), float(value[1])
+    elif isinstance(value, str):
+        return _positive(key, _text_number(key, value, value, source), value, source)
+    elif _is_real(value):
+        return _positive(key, float(value), value, source)
+    else:
+        raise RecipeError(f"{source}: {key} must be a number or LO:HI, {_got(value)}", key)
+    for v in (lo, hi):
+        _positive(key, v, value, source)
+    if hi < lo:
+        raise RecipeError(f"{source}: {key} range must have LO <= HI, got {value!r}", key)
+    return Range(lo, hi, key in LOG_UNIFORM_KEYS, RHO_GRID_STEP if key in GRID_KEYS else 0.0)
 
 
 def parse_size(value: Any, source: str = "size") -> tuple[int, int] | None:
@@ -169,7 +218,15 @@ def parse_size(value: Any, source: str = "size") -> tuple[int, int] | None:
     if value is None or (isinstance(value, str) and value.strip().lower() == "native"):
         return None
     if isinstance(value, (list, tuple)) and len(value) == 2:
+        if not all(_is_integer(v) for v in value):
+            raise RecipeError(
+                f"{source}: size [H, W] must be two integers, got {list(value)!r}", "size"
+            )
         value = f"{value[0]}x{value[1]}"
+    elif not isinstance(value, str):
+        raise RecipeError(
+            f"{source}: size must be 'native' or HxW (e.g. 512x1024), {_got(value)}", "size"
+        )
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(value))
     if not m:
         raise RecipeError(
@@ -251,9 +308,7 @@ class Recipe:
         Keys of :data:`OPTIONAL_DEFAULTS` at their default are left out, so the digest of a
         recipe that predates them is unchanged.
         """
-        data = {
-            k: v for k, v in self.data.items() if OPTIONAL_DEFAULTS.get(k, object()) != v
-        }
+        data = {k: v for k, v in self.data.items() if OPTIONAL_DEFAULTS.get(k, object()) != v}
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -294,18 +349,33 @@ def locate_recipe(name_or_path: str | Path) -> Path:
 
 
 def load_recipe_file(path: Path) -> dict[str, Any]:
-    """Read a recipe TOML (top-level keys as in :data:`DEFAULT_RECIPE`, a [physics] table)."""
+    """Read a recipe TOML (top-level keys as in :data:`DEFAULT_RECIPE`, a [physics] table).
+
+    Raises:
+        RecipeError: (key ``"recipe"``) the file cannot be read, is not UTF-8 text or not TOML.
+    """
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe ({exc.strerror or exc})", "recipe") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "a recipe is a UTF-8 TOML file",
+            "recipe",
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: invalid TOML ({exc})", "recipe") from None
-    return data
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any], source: str) -> None:
+def _merge(
+    base: dict[str, Any], update: Mapping[str, Any], source: str, origins: dict[str, str]
+) -> None:
+    """Merge ``update`` into ``base``; ``origins`` records which source set each key."""
     for key, value in update.items():
         if key == "physics":
             if not isinstance(value, Mapping):
@@ -316,8 +386,10 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], source: str) -> None
                         f"{source}: unknown physics key {pkey!r} (known: {sorted(_PHYSICS_ALL)})"
                     )
                 base["physics"][pkey] = pvalue
+                origins[pkey] = source
         elif key in _TOP_KEYS:
             base[key] = value
+            origins[key] = source
         else:
             raise RecipeError(f"{source}: unknown recipe key {key!r} (known: {sorted(_TOP_KEYS)})")
 
@@ -335,91 +407,98 @@ def resolve_recipe(
     """Defaults <- recipe file (a path or a shipped name) <- overrides; validated.
 
     ``overrides`` uses the recipe's keys; physics keys may be given at top level or in a
-    ``physics`` mapping. ``None`` values are ignored (flags not given).
+    ``physics`` mapping. ``None`` values are ignored (flags not given). Types are strict: an
+    integer key (seed, shard_size, variants) takes an integer, a physics value a real number,
+    ``LO:HI`` or ``[LO, HI]``; a boolean is never a number. An error names the source of the
+    value at fault (the file, or "command line") and the key.
     """
     data = copy.deepcopy(DEFAULT_RECIPE)
-    source = "defaults"
+    origins: dict[str, str] = {}
     if recipe is not None:
         path = locate_recipe(recipe)
-        source = str(path)
-        _merge(data, load_recipe_file(path), source)
+        _merge(data, load_recipe_file(path), str(path), origins)
     if overrides:
         flat = {k: v for k, v in overrides.items() if v is not None and k != "physics"}
         phys = {k: flat.pop(k) for k in list(flat) if k in _PHYSICS_ALL}
         phys.update({k: v for k, v in (overrides.get("physics") or {}).items() if v is not None})
-        _merge(data, {**flat, "physics": phys}, "command line")
-        source = "command line" if phys or flat else source
-    return Recipe(_validate(data, source))
+        _merge(data, {**flat, "physics": phys}, "command line", origins)
+    return Recipe(_validate(data, origins))
 
 
-def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
-    out = dict(data)
-    try:
-        out["seed"] = int(data["seed"])
-    except (TypeError, ValueError):
-        raise RecipeError(
-            f"{source}: seed must be an integer, got {data['seed']!r}", "seed"
-        ) from None
-    if out["seed"] < 0:
-        raise RecipeError(f"{source}: seed must be >= 0, got {out['seed']}", "seed")
-    splits = data["splits"]
+def _integer(data: Mapping[str, Any], key: str, minimum: int, source: str) -> int:
+    value = data[key]
+    if not _is_integer(value):
+        raise RecipeError(f"{source}: {key} must be an integer, {_got(value)}", key)
+    if int(value) < minimum:
+        raise RecipeError(f"{source}: {key} must be >= {minimum}, got {value}", key)
+    return int(value)
+
+
+def _text(data: Mapping[str, Any], key: str, source: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise RecipeError(f"{source}: {key} must be a string, {_got(value)}", key)
+    return value
+
+
+def _validate_splits(value: Any, source: str) -> list[str]:
+    splits = value
     if isinstance(splits, str):
         splits = [s.strip() for s in splits.split(",") if s.strip()]
-    if not splits or not all(
-        isinstance(s, str) and re.fullmatch(r"[A-Za-z0-9_]+", s) for s in splits
+    if (
+        not isinstance(splits, (list, tuple))
+        or not splits
+        or not all(isinstance(s, str) and re.fullmatch(r"[A-Za-z0-9_]+", s) for s in splits)
     ):
-        raise RecipeError(
-            f"{source}: splits must be names like train,val; got {data['splits']!r}", "splits"
-        )
+        raise RecipeError(f"{source}: splits must be names like train,val; {_got(value)}", "splits")
     if len(set(splits)) != len(splits):
-        raise RecipeError(f"{source}: splits repeat: {splits!r}", "splits")
-    out["splits"] = list(splits)
-    size = parse_size(data["size"], source)
+        raise RecipeError(f"{source}: splits repeat: {list(splits)!r}", "splits")
+    return list(splits)
+
+
+def _validate(data: dict[str, Any], origins: Mapping[str, str]) -> dict[str, Any]:
+    def source(key: str) -> str:
+        return origins.get(key, "defaults")
+
+    out = dict(data)
+    out["seed"] = _integer(data, "seed", 0, source("seed"))
+    out["splits"] = _validate_splits(data["splits"], source("splits"))
+    size = parse_size(data["size"], source("size"))
     out["size"] = "native" if size is None else f"{size[0]}x{size[1]}"
     for key in ("shard_size", "variants"):
-        try:
-            out[key] = int(data[key])
-        except (TypeError, ValueError):
-            raise RecipeError(
-                f"{source}: {key} must be an integer, got {data[key]!r}", key
-            ) from None
-        if out[key] < 1:
-            raise RecipeError(f"{source}: {key} must be >= 1, got {out[key]}", key)
-    blur = str(data.get("blur", OPTIONAL_DEFAULTS["blur"]))
-    if blur not in BLUR_MODES:
-        raise RecipeError(
-            f"{source}: blur must be one of {', '.join(BLUR_MODES)}; got {blur!r}", "blur"
-        )
-    out["blur"] = blur
+        out[key] = _integer(data, key, 1, source(key))
     for key, choices in (
+        ("blur", BLUR_MODES),
         ("compression", COMPRESSIONS),
         ("store_flow", FLOW_STORAGE),
         ("border", BORDERS),
         ("normalize", NORMALIZE),
         ("flow_resample", FLOW_RESAMPLES),
     ):
-        value = str(data.get(key, OPTIONAL_DEFAULTS.get(key)))
-        if value not in choices:
+        value = data.get(key, OPTIONAL_DEFAULTS.get(key))
+        if not isinstance(value, str) or value not in choices:
             raise RecipeError(
-                f"{source}: {key} must be one of {', '.join(choices)}; got {value!r}", key
+                f"{source(key)}: {key} must be one of {', '.join(choices)}; got {value!r}", key
             )
         out[key] = value
     phys = dict(data["physics"])
     for key in PHYSICS_KEYS:
-        phys[key] = _canonical_physics(key, phys[key], source)
-    if phys["wave"] not in WAVES:
+        phys[key] = _canonical_physics(key, phys[key], source(key))
+    if not isinstance(phys["wave"], str) or phys["wave"] not in WAVES:
         raise RecipeError(
-            f"{source}: wave must be one of {', '.join(WAVES)}; got {phys['wave']!r}", "wave"
+            f"{source('wave')}: wave must be one of {', '.join(WAVES)}; got {phys['wave']!r}",
+            "wave",
         )
     out["physics"] = phys
-    out["name"] = str(data["name"])
-    out["description"] = str(data["description"])
+    out["name"] = _text(data, "name", source("name"))
+    out["description"] = _text(data, "description", source("description"))
     # the fixed-value case must make a valid TurbulenceParams (catches e.g. nothing today, but
     # keeps validation in one place if the params grow rules)
     try:
         Recipe(out).sample_params(np.random.default_rng(0))
     except ValueError as exc:
-        raise RecipeError(f"{source}: {exc}", getattr(exc, "key", None)) from None
+        key = getattr(exc, "key", None)
+        raise RecipeError(f"{source(key or '')}: {exc}", key) from None
     return out
 
 

@@ -184,8 +184,8 @@ def run_shard(
         on_image: called with 1 after each sample written (progress); None: no report.
 
     Returns:
-        The sidecar record: the ShardInfo dict plus ``names``, ``variants``, ``skipped`` and
-        ``global_index``.
+        The sidecar record: the ShardInfo dict plus ``names``, ``variants``, ``skipped``,
+        ``global_index`` and ``recipe_hash`` (the digest of the recipe it was rendered with).
     """
     if isinstance(recipe, dict):
         recipe = Recipe(recipe)
@@ -214,20 +214,23 @@ def run_shard(
     ):
         for sample, rendered, error in results:
             if error is not None:
-                if not skip_bad:
-                    raise error
+                if not skip_bad or not isinstance(error, CityscapesError):
+                    raise error  # running out of memory is no bad input
                 skipped.append({"path": sample.image_path, "reason": str(error)})
                 continue
             assert rendered is not None
-            writer.add(
-                name=sample.stem,
-                distorted=rendered["distorted"],
-                clean=rendered["clean"],
-                label=rendered["label"],
-                params=rendered["params"],
-                variant=sample.variant,
-                flow=rendered["flow"] if recipe.store_flow else None,
-            )
+            try:
+                writer.add(
+                    name=sample.stem,
+                    distorted=rendered["distorted"],
+                    clean=rendered["clean"],
+                    label=rendered["label"],
+                    params=rendered["params"],
+                    variant=sample.variant,
+                    flow=rendered["flow"] if recipe.store_flow else None,
+                )
+            except MemoryError:
+                raise out_of_memory(sample, task) from None
             names.append(sample.stem)
             variants.append(sample.variant)
             if on_image is not None:
@@ -238,15 +241,29 @@ def run_shard(
         "variants": variants,
         "skipped": skipped,
         "global_index": task.global_index,
+        "recipe_hash": recipe.digest(),
     }
     _files.write_json(sidecar_path(root, task.split, task.index), record, sort_keys=True)
     return record
 
 
+def out_of_memory(sample: PlannedSample, task: ShardTask) -> GenerateError:
+    """The one-line error of a sample that ran out of memory: the image, its frame sizes [px]."""
+    nh, nw = task.native_shape
+    h, w = task.out_shape
+    return GenerateError(
+        f"{sample.image_path}: out of memory rendering its {nh}x{nw} frame (stored {h}x{w}); "
+        "run fewer worker processes (--workers 1) or free memory, then rerun with --resume "
+        "(the shards published so far are kept; frames are distorted at their native size, "
+        "so a smaller --size does not lower the need)"
+    )
+
+
 def _rendered(
     task: ShardTask, recipe: Recipe
 ) -> Iterator[tuple[PlannedSample, dict[str, Any] | None, Exception | None]]:
-    """Yield (sample, rendered dict or None, CityscapesError or None) in task order.
+    """Yield (sample, rendered dict or None, CityscapesError or GenerateError or None) in task
+    order; a sample that runs out of memory gives :func:`out_of_memory`'s GenerateError.
 
     Sample k + 1 renders on a thread while sample k is compressed and written: decoding, noise,
     FFTs and h5py's compression all release the GIL. Results stay in order and each sample's
@@ -258,6 +275,8 @@ def _rendered(
             return render_sample(sample, recipe, task.out_shape), None
         except CityscapesError as exc:
             return None, exc
+        except MemoryError:
+            return None, out_of_memory(sample, task)
 
     with ThreadPoolExecutor(1) as renderer:
         pending = deque()

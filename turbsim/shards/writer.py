@@ -18,7 +18,13 @@ from typing import IO, Any
 import h5py
 import numpy as np
 
-from turbsim._files import default_mode, fsync_dir, temporary_name
+from turbsim._files import (
+    default_mode,
+    disk_full_error,
+    fsync_dir,
+    is_disk_full,
+    temporary_name,
+)
 from turbsim.shards.errors import ShardError
 from turbsim.shards.schema import (
     COMPRESSIONS,
@@ -243,7 +249,10 @@ class ShardWriter:
             # No chunk cache: every write is a whole chunk, compressed and written at once.
             self._file = h5py.File(self._tmp, "x", rdcc_nbytes=0)
         except OSError as error:
-            raise ShardError(f"{self.path}: cannot create {self._tmp.name} ({error})") from None
+            if is_disk_full(error):
+                raise disk_full_error(self.path) from None
+            text = " ".join(str(error).split())  # HDF5's texts may span lines
+            raise ShardError(f"{self.path}: cannot create {self._tmp.name} ({text})") from None
         try:
             self._create_datasets()
         except BaseException:
@@ -415,6 +424,28 @@ class ShardWriter:
             clipped, encoded = self._encode_flow(flow)
 
         i = self._count
+        try:
+            self._write(i, distorted, clean, label, encoded)
+        except Exception as error:
+            if is_disk_full(error):  # h5py's text spans lines and may carry errno None
+                raise disk_full_error(self.path) from None
+            raise
+        if encoded is not None:
+            self._flow_clipped += clipped
+        self._names.append(name)
+        self._variants.append(int(variant))
+        for key, value in values.items():
+            self._params[key].append(value)
+        self._count = i + 1
+
+    def _write(
+        self,
+        i: int,
+        distorted: np.ndarray,
+        clean: np.ndarray,
+        label: np.ndarray,
+        encoded: np.ndarray | None,
+    ) -> None:
         if i >= self._capacity:
             self._capacity = max(i + 1, 2 * self._capacity)
             for dataset in self._datasets():
@@ -424,12 +455,6 @@ class ShardWriter:
         self._label[i] = label
         if encoded is not None:
             self._flow[i] = encoded
-            self._flow_clipped += clipped
-        self._names.append(name)
-        self._variants.append(int(variant))
-        for key, value in values.items():
-            self._params[key].append(value)
-        self._count = i + 1
 
     def _datasets(self) -> list[h5py.Dataset]:
         found = [self._images["distorted"], self._images["clean"], self._label]
@@ -480,8 +505,10 @@ class ShardWriter:
                 os.fsync(stream.fileno())
             os.chmod(self._tmp, default_mode())
             os.replace(self._tmp, self.path)
-        except BaseException:
+        except BaseException as error:
             self._discard()
+            if isinstance(error, Exception) and is_disk_full(error):
+                raise disk_full_error(self.path) from None
             raise
         fsync_dir(self.path.parent)
         self.info = ShardInfo(

@@ -1,0 +1,131 @@
+"""How ``fbseg`` reports what went wrong: one ``Error: ...`` line naming the flag or the path,
+and a non-zero exit, never a traceback for a user's mistake or the machine's limits.
+
+- a bad config value: a usage error naming the flag (exit 2) when it came from the command
+  line (:func:`config_error`);
+- an OS error: ``PATH: cause``, the path a temporary was to become, ``(disk full)`` on ENOSPC,
+  and, when the error names no file, the output the command was writing (:func:`os_error`);
+- an output path that cannot be written (under a file, a symlink loop): refused before any long
+  computation (:func:`check_output_place`);
+- out of memory anywhere: ``out of memory (...)`` and what to try (:func:`out_of_memory`);
+- Ctrl-C or SIGTERM: the one ``interrupted ...`` line and exit 128 + the signal
+  (:func:`interrupted`).
+
+torch is not imported here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from feedbackseg.config import ConfigError
+
+__all__ = [
+    "check_output_place",
+    "config_error",
+    "interrupted",
+    "os_error",
+    "out_of_memory",
+]
+
+#: Config keys that are arguments, not ``--flags``, of ``fbseg train``.
+_ARGUMENTS = {"shards": "SHARDS"}
+
+
+def _flag(key: str) -> str:
+    return _ARGUMENTS.get(key) or "--" + key.replace("_", "-")
+
+
+def config_error(error: ConfigError, given: dict[str, Any]) -> click.ClickException:
+    """The click error of a bad config: a usage error (exit 2) naming the flag(s) when the
+    values at fault came from the command line, else the one-line config message (exit 1).
+
+    Args:
+        error: the library's error (config-key words, ``keys`` at fault).
+        given: config key -> value of the command line (None or False: not given).
+    """
+    if error.keys and all(given.get(k) is not None and given[k] is not False for k in error.keys):
+        if len(error.keys) == 1:
+            return click.BadParameter(error.reason, param_hint=f"'{_flag(error.keys[0])}'")
+        return click.UsageError(error.describe(_flag))
+    return click.ClickException(str(error))
+
+
+#: The suffix the atomic writer (turbsim._files) gives a temporary: ``.{pid}-{8 hex}.tmp``.
+_TEMPORARY_SUFFIX = re.compile(r"\.\d+-[0-9a-f]{8}\.tmp$")
+#: Errors that mean the disk (or the quota) is full.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def os_error(error: OSError, writing: str | os.PathLike | None = None) -> click.ClickException:
+    """One line naming the path and the cause of an OS error (no traceback).
+
+    A temporary of the atomic writer is named by its target; a full disk says so.
+
+    Args:
+        error: the error.
+        writing: the output the command was writing, named when an OS error (one with an
+            errno) names no file: a full disk's error comes from ``write``, which names none.
+    """
+    cause = " ".join((error.strerror or str(error) or type(error).__name__).split())
+    if error.errno in _DISK_FULL or "No space left on device" in cause:
+        cause = f"{error.strerror or os.strerror(errno.ENOSPC)} (disk full)"
+    where = error.filename
+    if where is None and error.errno is not None:  # an OS error of a write: name the output
+        where = writing
+    if where is None:
+        return click.ClickException(cause)
+    return click.ClickException(f"{_TEMPORARY_SUFFIX.sub('', str(where))}: {cause}")
+
+
+def check_output_place(*paths: str | None) -> None:
+    """Refuse up front (before any long computation) an output path that cannot be written:
+    its nearest existing ancestor is a file, or a link on the way leads back to itself. Other
+    OS errors surface when writing (:func:`os_error`)."""
+    from feedbackseg.paths import SYMLINK_LOOP, is_symlink_loop
+
+    for path in paths:
+        if path is None:
+            continue
+        if is_symlink_loop(path):
+            raise click.ClickException(f"{path}: {SYMLINK_LOOP}")
+        ancestor = next((a for a in Path(path).parents if a.exists()), None)
+        if ancestor is not None and not ancestor.is_dir():
+            raise click.ClickException(f"{path}: cannot be created ({ancestor} is not a folder)")
+
+
+def out_of_memory(error: BaseException, hint: str) -> click.ClickException | None:
+    """The one line of an out-of-memory error (None: ``error`` is something else).
+
+    Args:
+        error: any exception (MemoryError, torch.OutOfMemoryError, the CPU allocator's
+            RuntimeError, OpenCV's "Insufficient memory").
+        hint: what to try, e.g. ``"try a smaller --height or --batch-size"``.
+    """
+    from feedbackseg.memory import is_out_of_memory, out_of_memory_detail
+
+    if not is_out_of_memory(error):
+        return None
+    detail = out_of_memory_detail(error)
+    return click.ClickException(f"out of memory{f' ({detail})' if detail else ''}; {hint}")
+
+
+def interrupted(error: KeyboardInterrupt, default: str) -> click.exceptions.Exit:
+    """Print the one ``interrupted ...`` line of a Ctrl-C or SIGTERM on stderr; the exit (code
+    128 + the signal: 130 for Ctrl-C, 143 for SIGTERM) to raise.
+
+    Args:
+        error: the KeyboardInterrupt; a :class:`feedbackseg.workers.Interrupted` carries its
+            line (a training says what it keeps), any other gets ``default``.
+        default: the line when the error carries none.
+    """
+    from feedbackseg.workers import Interrupted, interruption_signal
+
+    click.echo(str(error) if isinstance(error, Interrupted) else default, err=True)
+    return click.exceptions.Exit(128 + interruption_signal(error))
