@@ -5,9 +5,9 @@
 #
 # Every knob can be shrunk through the environment (the test suite runs this script tiny):
 #   QS_IMAGES (per split), QS_NATIVE (synthetic size HxW), QS_SIZE (stored size HxW), QS_STEPS,
-#   QS_BATCH, QS_FIELDS (fields for the statistics plot), QS_WORKERS; QS_DOCS: the folder whose
-#   preview.png and field_stats.png (the README's pictures) are refreshed (default: this
-#   script's folder; empty: none).
+#   QS_BATCH, QS_FIELDS (fields for the statistics plot), QS_WORKERS; QS_DOCS: a folder whose
+#   preview.png and field_stats.png (the README's pictures) are refreshed (default: none, so the
+#   quick start writes only under OUT; QS_DOCS=docs refreshes the committed ones).
 set -euo pipefail
 
 OUT=${1:-demo}
@@ -18,7 +18,7 @@ STEPS=${QS_STEPS:-160}
 BATCH=${QS_BATCH:-4}
 FIELDS=${QS_FIELDS:-100}
 WORKERS=${QS_WORKERS:-2}
-DOCS=${QS_DOCS-$(dirname "$0")}
+DOCS=${QS_DOCS-}
 VAL_EVERY=$(( STEPS / 3 > 0 ? STEPS / 3 : 1 ))
 HEIGHT=${SIZE%x*}
 PICS="$OUT/pictures"
