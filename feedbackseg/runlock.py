@@ -76,13 +76,7 @@ def _alive_here(holder: tuple[int, str]) -> bool:
         return True
     if pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, as another user
-        return True
-    return True
+    return _files.process_alive(pid)
 
 
 def _refusal(run: Path, fd: int) -> RunLockedError:

@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from turbsim._files import process_alive
+
 __all__ = [
     "Interrupted",
     "exit_with",
@@ -67,21 +69,6 @@ class Interrupted(KeyboardInterrupt):
 
 
 # ------------------------------------------------------------------------- in the workers
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, as another user
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _arm_parent_death_signal() -> None:
     """SIGKILL this process when its parent ends (Linux; best effort elsewhere: nothing)."""
     if not sys.platform.startswith("linux"):
@@ -100,7 +87,7 @@ def _watch(pid: int) -> None:
     if fd is not None:
         select.select([fd], [], [])  # readable when the process has ended
     else:
-        while _alive(pid):
+        while process_alive(pid):
             time.sleep(_POLL_S)
     os._exit(1)
 
@@ -109,7 +96,7 @@ def exit_with(pid: int) -> None:
     """End this process when process ``pid`` (its trainer) ends, even by SIGKILL: the parent
     death signal and a daemon thread watching ``pid``; see the module docstring."""
     _arm_parent_death_signal()
-    if not _alive(pid):  # ended before the watch began
+    if not process_alive(pid):  # ended before the watch began
         os._exit(1)
     threading.Thread(target=_watch, args=(pid,), name="fbseg-trainer-watch", daemon=True).start()
 

@@ -126,13 +126,7 @@ def _alive(holder: Holder) -> bool:
     pid, host = holder
     if host != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, as another user
-        return True
-    return True
+    return _files.process_alive(pid)
 
 
 def _busy(root: Path, fd: int) -> GenerateError:
