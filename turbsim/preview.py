@@ -16,9 +16,10 @@ import numpy as np
 
 from turbsim import shards
 from turbsim._files import write_bytes
-from turbsim.cityscapes import colorize_train_ids
+from turbsim.cityscapes import TRAIN_ID_NAMES, TRAIN_ID_PALETTE, colorize_train_ids
 from turbsim.recipe import Recipe
-from turbsim.viz import field_to_rgb
+from turbsim.shards.schema import NUM_CLASSES
+from turbsim.viz import colour_wheel, field_to_rgb
 
 _TITLE_H = 22
 
@@ -57,21 +58,67 @@ def draw_arrows(panel: np.ndarray, field: np.ndarray, step: int | None = None) -
     return out
 
 
+def paste_wheel(panel: np.ndarray) -> np.ndarray:
+    """The colour-wheel legend of :func:`turbsim.viz.field_to_rgb` in the top-left corner of an
+    RGB panel (a disc of a fifth of its smaller side, at least 16 px; hue = direction, white at
+    the centre = no displacement); panels under 24 px are returned unchanged."""
+    size = min(panel.shape[:2]) // 5
+    if size < 16 or min(panel.shape[:2]) < 24:
+        return panel
+    wheel = colour_wheel(size)
+    alpha = wheel[..., 3:4].astype(np.float32) / 255.0
+    out = panel.copy()
+    corner = out[2 : 2 + size, 2 : 2 + size].astype(np.float32)
+    blended = wheel[..., :3].astype(np.float32) * alpha + corner * (1.0 - alpha)
+    out[2 : 2 + size, 2 : 2 + size] = np.round(blended).astype(np.uint8)
+    return out
+
+
+def class_key(label: np.ndarray, width: int) -> np.ndarray:
+    """A white strip (RGB uint8, ``width`` px wide) with a swatch and the name of every class
+    present in the trainId image ``label``, in trainId order; void (255) as a black swatch."""
+    ids = [int(i) for i in np.unique(label) if i < NUM_CLASSES]
+    entries = [(TRAIN_ID_NAMES[i], tuple(int(v) for v in TRAIN_ID_PALETTE[i])) for i in ids]
+    if np.any(label >= NUM_CLASSES):
+        entries.append(("void / ignore", (0, 0, 0)))
+    lines: list[list[tuple[str, tuple[int, int, int]]]] = [[]]
+    x = 4
+    for name, colour in entries:
+        step = 16 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 10
+        if x + step > width and lines[-1]:
+            lines.append([])
+            x = 4
+        lines[-1].append((name, colour))
+        x += step
+    strip = np.full((6 + 16 * len(lines), width, 3), 255, np.uint8)
+    for k, line in enumerate(lines):
+        x, y = 4, 4 + 16 * k
+        for name, colour in line:
+            cv2.rectangle(strip, (x, y), (x + 11, y + 11), colour, -1)
+            cv2.rectangle(strip, (x, y), (x + 11, y + 11), (128, 128, 128), 1)
+            cv2.putText(strip, name, (x + 16, y + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+            x += 16 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 10
+    return strip
+
+
 def sample_sheet(item: dict, field: np.ndarray, title: str = "") -> np.ndarray:
-    """One row: clean | distorted | field (colour wheel + arrows) | label colours, RGB uint8."""
+    """One row: clean | distorted | field (colour wheel + arrows, with the wheel's legend) |
+    label colours, RGB uint8, over a key of the classes present. The field is in the stored
+    image's pixels (the stored flow, or the native field resized and scaled to them)."""
     mag = float(np.hypot(field[0], field[1]).max())
-    flow_panel = draw_arrows(field_to_rgb(field), field)
+    flow_panel = paste_wheel(draw_arrows(field_to_rgb(field), field))
     panels = [
         _titled(item["clean"], f"clean {title}".strip()),
         _titled(item["distorted"], "distorted"),
-        _titled(flow_panel, f"field, max {mag:.1f} px"),
+        _titled(flow_panel, f"field [stored px], max {mag:.1f} px"),
         _titled(colorize_train_ids(item["label"]), "labels (clean frame)"),
     ]
     sep = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     row = panels[0]
     for p in panels[1:]:
         row = np.hstack([row, sep, p])
-    return row
+    return np.vstack([row, class_key(item["label"], row.shape[1])])
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:

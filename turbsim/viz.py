@@ -87,7 +87,7 @@ def field_to_rgb(field: np.ndarray, max_px: float | None = None) -> np.ndarray:
     return np.round(rgb * 255.0).astype(np.uint8)
 
 
-def _colour_wheel(size: int) -> np.ndarray:
+def colour_wheel(size: int) -> np.ndarray:
     """(size, size, 4) RGBA legend: the colour of each direction, transparent outside the disc."""
     centre = (size - 1) / 2.0
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float64) - centre
@@ -161,7 +161,7 @@ def save_field_png(
             (0.01, 1.0 - 0.01 - legend_px / height, legend_px / width, legend_px / height)
         )
         legend.set_axis_off()
-        legend.imshow(_colour_wheel(legend_px), interpolation="nearest")
+        legend.imshow(colour_wheel(legend_px), interpolation="nearest")
 
     save_figure(figure, path, dpi=dpi)
 
