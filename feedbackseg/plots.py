@@ -134,7 +134,7 @@ def plot_training_curves(run_dir: str | os.PathLike, out_png: str | os.PathLike)
     left.set_ylabel("loss")
     left.set_title("training losses")
     if losses:
-        left.legend(loc="upper right")
+        left.legend(loc="best", fontsize="small", framealpha=0.7)
         if all(v > 0 for _, values in losses.values() for v in values):
             left.set_yscale("log")
     else:
@@ -177,6 +177,13 @@ def plot_per_class_iou(
         PlotError: no results or no classes.
     """
     require_matplotlib()
+    return _save_figure(per_class_figure(results), out_png)
+
+
+def per_class_figure(results: Mapping[str, Mapping[str, float | None]]) -> Any:
+    """The figure of :func:`plot_per_class_iou` (not saved): a class a result has no IoU for
+    (absent from the labels and never predicted) is marked "n/a" above its slot, so that it
+    does not read as 0 %; the legend sits outside the axes, clear of the bars."""
     if not results:
         raise PlotError("no results to draw")
     classes: list[str] = []
@@ -192,14 +199,17 @@ def plot_per_class_iou(
         xs, heights = [], []
         for i, name in enumerate(classes):
             value = _number(table.get(name))
+            x = i - 0.4 + bar * (k + 0.5)
             if value is not None:
-                xs.append(i - 0.4 + bar * (k + 0.5))
+                xs.append(x)
                 heights.append(100.0 * value)
+            else:
+                axes.text(x, 1.0, "n/a", rotation=90, ha="center", va="bottom", fontsize=6)
         axes.bar(xs, heights, width=bar, label=label)
     axes.set_xticks(range(len(classes)), classes, rotation=60, ha="right")
     axes.set_xlim(-0.6, len(classes) - 0.4)
     axes.set_ylim(0.0, 100.0)
     axes.set_ylabel("IoU [%]")
-    axes.set_title("per-class IoU")
-    axes.legend(loc="upper right", fontsize="small")
-    return _save_figure(figure, out_png)
+    axes.set_title("per-class IoU (n/a: class neither in the labels nor predicted)")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    return figure

@@ -474,7 +474,9 @@ def _plot_curves(study: Any, study_dir: Path, path: Path) -> None:
                         label=name)  # fmt: skip
     axes[0].set(xlabel="step", ylabel="segmentation loss (train, mean over seeds)")
     axes[1].set(xlabel="step", ylabel="val mIoU [%] (mean over seeds)")
-    axes[1].legend(fontsize=8)
+    for ax in axes:  # each panel its own legend: a cell may have no loss or no validation
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best", framealpha=0.7)
     figure.suptitle(f"{_source_name(study)}: training curves", fontsize=9)
     with _files.atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")
