@@ -367,6 +367,15 @@ def _unless_out_of_memory(error: Exception, hint: str) -> Exception:
     help="Feedback iterations T. [the checkpoint's]",
 )
 @click.option("--device", type=_DEVICE, default="auto", show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["palette", "labelids"]),
+    default="palette",
+    show_default=True,
+    help="palette: NAME_seg.png in the Cityscapes colours; labelids: NAME_labelIds.png, the "
+    "official label ids at the input's size (what the Cityscapes benchmark evaluates).",
+)
 def predict_command(
     checkpoint: str,
     inputs: tuple[str, ...],
@@ -374,6 +383,7 @@ def predict_command(
     height: int | None,
     iterations: int | None,
     device: str,
+    output_format: str,
 ) -> None:
     """Restore and segment images (PNG/JPEG files or folders of them) with CHECKPOINT.
 
@@ -389,7 +399,9 @@ def predict_command(
     check_output_place(out)
     try:
         images = collect_images(inputs)  # bad paths fail before the model loads
-        written = predict_checkpoint(checkpoint, images, out, height, iterations, device)
+        written = predict_checkpoint(
+            checkpoint, images, out, height, iterations, device, output_format
+        )
     except (DeviceError, EvalError) as error:
         if error.key in EVAL_FLAGS:
             raise bad_parameter(error, EVAL_FLAGS) from None

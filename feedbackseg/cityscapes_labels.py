@@ -1,4 +1,4 @@
-"""Cityscapes evaluation classes (trainIds 0..18): names and colour palette.
+"""Cityscapes evaluation classes (trainIds 0..18): names, colour palette, official labelIds.
 
 The table itself lives in ``turbsim.shards.schema`` (the one light turbsim module feedbackseg
 imports); this module re-exports it and colours trainId maps.
@@ -8,9 +8,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from turbsim.shards.schema import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from turbsim.shards.schema import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, CITYSCAPES_TABLE
 
-__all__ = ["CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "colorize_train_ids"]
+__all__ = [
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_PALETTE",
+    "TRAIN_ID_TO_LABEL_ID",
+    "colorize_train_ids",
+    "train_ids_to_label_ids",
+]
+
+#: uint8 (256,): the official Cityscapes labelId of each trainId 0..18 (road 7 ... bicycle 33);
+#: every other value (255 = ignore) -> 0, 'unlabeled' (what the benchmark scripts skip).
+TRAIN_ID_TO_LABEL_ID: np.ndarray = np.zeros(256, np.uint8)
+for _name, _label_id, _train_id, _ in CITYSCAPES_TABLE:
+    TRAIN_ID_TO_LABEL_ID[_train_id] = _label_id
+TRAIN_ID_TO_LABEL_ID.flags.writeable = False
+
+
+def train_ids_to_label_ids(labels: np.ndarray) -> np.ndarray:
+    """Map a trainId map (H, W) to the official labelIds (H, W) uint8 of Cityscapes'
+    ``*_labelIds.png`` (the format the benchmark's evaluation scripts read); values outside
+    0..18 become 0 ('unlabeled')."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer trainIds, got dtype {labels.dtype}")
+    inside = (labels >= 0) & (labels < 256)
+    return TRAIN_ID_TO_LABEL_ID[np.where(inside, labels, 255).astype(np.intp)]
 
 
 def colorize_train_ids(

@@ -102,11 +102,23 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
         path: output file; its folder is created if needed.
         rgb: (H, W, 3) uint8 RGB (converted to OpenCV's BGR here, at the boundary).
     """
-    path = Path(path)
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    return _write_encoded(path, np.ascontiguousarray(rgb[:, :, ::-1]))
+
+
+def write_gray_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a single-channel (H, W) uint8 image (e.g. a labelIds map) as PNG atomically."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"expected (H, W) uint8, got {image.shape} {image.dtype}")
+    return _write_encoded(path, np.ascontiguousarray(image))
+
+
+def _write_encoded(path: str | os.PathLike, pixels: np.ndarray) -> Path:
+    path = Path(path)
+    ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     path.parent.mkdir(parents=True, exist_ok=True)

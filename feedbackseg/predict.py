@@ -8,6 +8,9 @@ loop (SPEC 2.4) and, for each input ``NAME.ext``, these PNGs are written atomica
 processing size (H x W):
 
 - ``NAME_seg.png``: the segmentation of the last iteration in the Cityscapes palette, (H, W, 3);
+  with ``output_format="labelids"`` instead ``NAME_labelIds.png``: single-channel uint8 with the
+  official Cityscapes labelIds (trainId -> id, :data:`TRAIN_ID_TO_LABEL_ID`), nearest-resized
+  to the *input* image's size, the format the Cityscapes benchmark's scripts evaluate;
 - ``NAME_restored.png``: the restored image of the last iteration (restoration modes only);
 - ``NAME_sheet.png``: input | restored | segmentation side by side under a title strip of
   :data:`TITLE_PX` rows, (H + TITLE_PX, k W, 3) with k = 3 panels (2 without a restorer).
@@ -25,9 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from feedbackseg.cityscapes_labels import colorize_train_ids
+from feedbackseg.cityscapes_labels import colorize_train_ids, train_ids_to_label_ids
 from feedbackseg.distributed import resolve_device
-from feedbackseg.evaluate import write_png
+from feedbackseg.evaluate import write_gray_png, write_png
 from feedbackseg.inference import (
     DEFAULT_ITERATIONS,
     EvalError,
@@ -56,6 +59,8 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Height of the title strip above the panels of a sheet [px].
 TITLE_PX = 20
+#: ``fbseg predict --format``: the palette PNG, or the official labelIds of the benchmark.
+OUTPUT_FORMATS = ("palette", "labelids")
 
 
 def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -198,6 +203,7 @@ def predict_paths(
     height: int | None = None,
     iterations: int = DEFAULT_ITERATIONS,
     device: str | torch.device = "cpu",
+    output_format: str = "palette",
 ) -> list[Path]:
     """Restore and segment image files; see the module docstring for what is written.
 
@@ -210,14 +216,20 @@ def predict_paths(
             rounded to a multiple of 16.
         iterations: feedback iterations T (feedback models).
         device: "cpu", "cuda", "auto" or a torch.device.
+        output_format: "palette" (``NAME_seg.png``) or "labelids" (``NAME_labelIds.png``).
 
     Returns:
-        The files written, in input order (seg, restored if any, sheet per image).
+        The files written, in input order (seg or labelIds, restored if any, sheet per image).
 
     Raises:
         EvalError: a bad input path or height, an image too large for this machine's memory
             (refused before anything is written), out of memory (one line naming it).
     """
+    if output_format not in OUTPUT_FORMATS:
+        raise EvalError(
+            f"unknown output format {output_format!r} (one of {', '.join(OUTPUT_FORMATS)})",
+            key="output_format",
+        )
     images = collect_images(inputs)
     multiple = max(16, size_multiple(model))
     if height is not None:
@@ -233,8 +245,16 @@ def predict_paths(
         resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
         x = torch.from_numpy(resized.transpose(2, 0, 1).copy()).float().div_(255.0)
         out = _infer(model, x[None].to(device), iterations, path)
-        seg = colorize_train_ids(predicted_ids(out.logits[-1])[0].cpu().numpy())
-        written.append(write_png(out_dir / f"{path.stem}_seg.png", seg))
+        ids = predicted_ids(out.logits[-1])[0].cpu().numpy()
+        seg = colorize_train_ids(ids)
+        if output_format == "labelids":
+            full = cv2.resize(
+                ids.astype(np.uint8), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST
+            )
+            target = out_dir / f"{path.stem}_labelIds.png"
+            written.append(write_gray_png(target, train_ids_to_label_ids(full)))
+        else:
+            written.append(write_png(out_dir / f"{path.stem}_seg.png", seg))
         panels = [("input", resized)]
         if out.restored:
             restored_rgb = _to_uint8(out.restored[-1][0])
@@ -252,6 +272,7 @@ def predict_checkpoint(
     height: int | None = None,
     iterations: int | None = None,
     device: str | torch.device = "auto",
+    output_format: str = "palette",
 ) -> list[Path]:
     """Load a trainer checkpoint and restore and segment image files with it (``fbseg
     predict``); bad input paths fail before the model loads.
@@ -263,6 +284,7 @@ def predict_checkpoint(
             height, or each image's own height if it names none.
         iterations: feedback iterations T; None: the checkpoint's (3 if it does not say).
         device: "cpu", "cuda", "auto" or a torch.device.
+        output_format: as for :func:`predict_paths`.
 
     Returns:
         The files written, as :func:`predict_paths`.
@@ -281,4 +303,5 @@ def predict_checkpoint(
         height=height or checkpoint_height(checkpoint),
         iterations=iterations or checkpoint_iterations(checkpoint),
         device=device,
+        output_format=output_format,
     )

@@ -161,3 +161,47 @@ def test_predict_refuses_bad_paths_in_one_line(checkpoints, images, tmp_path):
     )
     _one_line_error(_cli("predict", images / "street.png", images, "--out", out), "street.png")
     assert not out.exists() or not any(out.iterdir())
+
+
+OFFICIAL_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
+
+
+def test_train_ids_to_official_label_ids_round_trip():
+    from feedbackseg.cityscapes_labels import TRAIN_ID_TO_LABEL_ID, train_ids_to_label_ids
+    from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID
+
+    train_ids = np.array([[*range(19), 255]], np.uint8)
+    label_ids = train_ids_to_label_ids(train_ids)
+    assert label_ids.dtype == np.uint8 and label_ids[0].tolist() == [*OFFICIAL_IDS, 0]
+    back = LABEL_ID_TO_TRAIN_ID[label_ids]  # the reader's official table takes them back
+    np.testing.assert_array_equal(back, train_ids)
+    assert not TRAIN_ID_TO_LABEL_ID.flags.writeable
+
+
+def test_predict_labelids_writes_official_ids_at_the_input_size(checkpoints, images, tmp_path):
+    from feedbackseg.cityscapes_labels import CITYSCAPES_PALETTE, train_ids_to_label_ids
+
+    palette_out, ids_out = tmp_path / "palette", tmp_path / "ids"
+    street = images / "street.png"
+    assert _cli("predict", checkpoints["feedback"], street, "--out", palette_out).exit_code == 0
+    result = _cli(
+        "predict", checkpoints["feedback"], street, "--out", ids_out, "--format", "labelids"
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in ids_out.iterdir()) == [
+        "street_labelIds.png",
+        "street_restored.png",
+        "street_sheet.png",
+    ]
+    written = cv2.imread(str(ids_out / "street_labelIds.png"), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint8 and written.shape == IMAGE_HW  # one channel, input size
+    assert set(np.unique(written).tolist()) <= set(OFFICIAL_IDS)
+    # the same prediction as the palette run, mapped to ids and resized (nearest) to the input
+    seg = _rgb(palette_out / "street_seg.png")
+    train = np.full(seg.shape[:2], 255, np.uint8)
+    for k, colour in enumerate(CITYSCAPES_PALETTE):
+        train[np.all(seg == colour, axis=-1)] = k
+    expected = cv2.resize(train, IMAGE_HW[::-1], interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(written, train_ids_to_label_ids(expected))
+    bad = _cli("predict", checkpoints["feedback"], street, "--out", ids_out, "--format", "ids")
+    assert bad.exit_code == 2 and "--format" in bad.output
