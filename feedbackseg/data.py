@@ -125,9 +125,14 @@ class ShardDataset(Dataset):
         return_flow: also return the stored displacement (``flow``, see :meth:`flow`),
             resized with the images and cropped and flipped with them (a horizontal flip
             mirrors the field and negates its column component).
+        return_params: also return the sample's physics as the shard records it (``params``:
+            a dict of float, ``wave`` a str; e.g. ``cn2`` [m^(-2/3)], ``path_length_m``,
+            ``r0_m`` with blur), and its ``variant`` (int).
 
     Items: ``distorted``, ``clean`` float32 (3, H, W) in [0, 1]; ``label`` int64 (H, W);
-    ``name`` str; ``index`` int; with ``return_flow`` ``flow`` float32 (2, H, W) [px].
+    ``name`` str; ``index`` int; with ``return_flow`` ``flow`` float32 (2, H, W) [px]; with
+    ``return_params`` ``params`` dict and ``variant`` int (the default collate makes a batch's
+    numbers tensors of shape (B,) and its strings lists).
     """
 
     def __init__(
@@ -142,11 +147,13 @@ class ShardDataset(Dataset):
         num_classes: int = 19,
         input: str = "distorted",
         return_flow: bool = False,
+        return_params: bool = False,
     ) -> None:
         if input not in INPUTS:
             raise ValueError(f"input must be one of {', '.join(INPUTS)}, got {input!r}")
         self.input = input
         self.return_flow = bool(return_flow)
+        self.return_params = bool(return_params)
         self.root = Path(root)
         self.split = split
         self.entries = split_shards(self.root, split)
@@ -301,6 +308,9 @@ class ShardDataset(Dataset):
             if flipped:
                 flow[1] *= -1.0  # a mirrored field points the other way along the columns
             sample["flow"] = torch.from_numpy(flow)
+        if self.return_params:
+            sample["params"] = dict(item["params"])
+            sample["variant"] = int(item["variant"])
         return sample
 
     def _resized_flow(self, flow: np.ndarray) -> np.ndarray:

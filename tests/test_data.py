@@ -153,3 +153,16 @@ def test_pixel_counts_reads_only_labels_and_passes_locking(
     assert torch.equal(counts, expected)  # same counts as the stored labels give
     assert opened and all(flag is False for flag in opened)  # one False per shard file
     assert len(opened) == 2  # 3 samples in shards of 2
+
+
+def test_return_params_gives_the_recorded_physics_and_collates(shard_dir: Path) -> None:
+    plain = ShardDataset(shard_dir, "train")
+    assert set(plain[0]) == {"distorted", "clean", "label", "name", "index"}  # default unchanged
+    ds = ShardDataset(shard_dir, "train", height=32, return_params=True)
+    stored = _stored(shard_dir, "train")
+    for i, ref in enumerate(stored):
+        item = ds[i]
+        assert item["params"] == ref["params"] and item["variant"] == int(ref["variant"])
+        assert item["params"]["cn2"] == pytest.approx(1e-13)
+    batch = torch.utils.data.default_collate([ds[0], ds[1]])
+    assert batch["params"]["cn2"].shape == (2,) and batch["variant"].tolist() == [0, 0]
