@@ -159,7 +159,7 @@ for _command in (physics_commands.params, physics_commands.field, physics_comman
     type=int,
     default=None,
     help="With --num-shards: render the "
-    "shards whose number %% N == I (SLURM arrays: $SLURM_ARRAY_TASK_ID).",
+    "shards whose number modulo N is I (SLURM arrays: $SLURM_ARRAY_TASK_ID).",
 )
 @click.option("--num-shards", type=int, default=None, help="See --shard-index.")
 @click.option(

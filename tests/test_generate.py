@@ -392,3 +392,16 @@ def test_cli_store_flow_bare_flag_means_int16(tree: Path, tmp_path: Path) -> Non
         res.exit_code == 0
         and shards.read_manifest(tmp_path / "g")["recipe"]["store_flow"] == "float16"
     )
+
+
+def test_existing_dataset_refusal_names_the_flags(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    args = ["generate", "--cityscapes", str(tree), "--out", str(out), "--splits", "val"]
+    args += ["--compression", "lzf", "--quiet"]
+    assert _cli(args).exit_code == 0
+    res = _cli(args)
+    lines = res.output.strip().splitlines()
+    assert res.exit_code != 0 and len(lines) == 1, res.output
+    assert "--resume" in lines[0] and "--overwrite" in lines[0] and "set resume" not in lines[0]
+    help_text = _cli(["generate", "--help"]).output
+    assert "%%" not in help_text and "modulo N is I" in help_text

@@ -391,8 +391,8 @@ def _check_previous(root: Path, recipe_file: Path, recipe: Recipe, continuing: b
         )
     if not continuing:
         raise GenerateError(
-            f"{root}: already holds a dataset; set resume to continue it or overwrite to "
-            "replace it",
+            f"{root}: already holds a dataset; pass --resume to continue it or --overwrite to "
+            "replace it (resume=True / overwrite=True in Python)",
             "out",
         )
     readable, previous = _recorded_hash(recipe_file)
