@@ -352,7 +352,8 @@ def _unless_out_of_memory(error: Exception, hint: str) -> Exception:
     metavar="DIR",
     required=True,
     type=click.Path(file_okay=False),
-    help="Output folder: NAME_seg.png, NAME_restored.png, NAME_sheet.png.",
+    help="Output folder: NAME_seg.png (NAME_labelIds.png with --format labelids), "
+    "NAME_restored.png, NAME_sheet.png.",
 )
 @click.option(
     "--height",
@@ -389,7 +390,8 @@ def predict_command(
 
     Writes, per image NAME, the segmentation in the Cityscapes palette (NAME_seg.png), the
     restored image (NAME_restored.png, restoration modes) and both beside the input
-    (NAME_sheet.png), at the processing size.
+    (NAME_sheet.png), at the processing size. With --format labelids NAME_labelIds.png
+    replaces NAME_seg.png: one channel of official Cityscapes label ids at the input's size.
     """
     from feedbackseg.checkpoints import CheckpointError
     from feedbackseg.distributed import DeviceError

@@ -124,7 +124,9 @@ class ShardDataset(Dataset):
             turbulence); ``clean`` (the restoration target) is the clean image either way.
         return_flow: also return the stored displacement (``flow``, see :meth:`flow`),
             resized with the images and cropped and flipped with them (a horizontal flip
-            mirrors the field and negates its column component).
+            mirrors the field and negates its column component). Shards written without
+            ``turbsim generate --store-flow`` make reading a sample a one-line
+            :class:`DataError` (a ValueError) saying so; :attr:`has_flow` checks beforehand.
         return_params: also return the sample's physics as the shard records it (``params``:
             a dict of float, ``wave`` a str; e.g. ``cn2`` [m^(-2/3)], ``path_length_m``,
             ``r0_m`` with blur), and its ``variant`` (int).
@@ -287,7 +289,7 @@ class ShardDataset(Dataset):
         arrays = [distorted, clean, label]
         if self.return_flow:
             if "flow" not in item:
-                raise DataError(f"{self.root}: the shards store no flow")
+                raise self._no_flow_error()
             arrays.append(self._resized_flow(item["flow"]).transpose(1, 2, 0))  # (H, W, 2)
         flipped = False
         if self.augment:
@@ -362,10 +364,17 @@ class ShardDataset(Dataset):
         try:
             flow = reader.read("flow", local)
         except KeyError:
-            raise DataError(f"{self.root}: the shards store no flow") from None
+            raise self._no_flow_error() from None
         except _READ_ERRORS as error:
             raise _read_error(reader.path, self.root, error) from None
         return self._resized_flow(flow)
+
+    def _no_flow_error(self) -> DataError:
+        """The one-line error of a flow asked of shards written without ``--store-flow``."""
+        return DataError(
+            f"{self.root}: the {self.split!r} shards store no flow (return_flow needs it); "
+            "regenerate them with `turbsim generate ... --store-flow`"
+        )
 
     def close(self) -> None:
         """Close the open shard files of this process."""

@@ -46,6 +46,7 @@ from feedbackseg.paths import not_found
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "OUTPUT_FORMATS",
     "TITLE_PX",
     "collect_images",
     "network_size",
