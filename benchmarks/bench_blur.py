@@ -115,11 +115,15 @@ def main() -> None:
             f"{r['strength']:<10} {r['fwhm_px']:>8.2f} {r['pad_px']:>7d} {r['median_s']:>9.3f} "
             f"{r['min_s']:>7.3f} {r['max_s']:>7.3f}"
         )
-    print(f"\nturbsim generate, bmvc2020 (strong), 2048x1024, 1 worker, marginal s/frame "
-          f"(median of {args.generate_repeats}):")
+    print(
+        f"\nturbsim generate, bmvc2020 (strong), 2048x1024, 1 worker, marginal s/frame "
+        f"(median of {args.generate_repeats}):"
+    )
     print(f"  tilt only        {per_frame['none']:.3f} s")
-    print(f"  tilt + blur      {per_frame['short-exposure']:.3f} s   ratio {ratio:.2f}x "
-          f"(goal <= 1.3x; per pair: {', '.join(f'{r:.2f}' for r in paired)})")
+    print(
+        f"  tilt + blur      {per_frame['short-exposure']:.3f} s   ratio {ratio:.2f}x "
+        f"(goal <= 1.3x; per pair: {', '.join(f'{r:.2f}' for r in paired)})"
+    )
     result = {
         "blur_image": blur_rows,
         "generate_s_per_frame": per_frame,

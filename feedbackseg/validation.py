@@ -132,8 +132,6 @@ def validate(
     return record
 
 
-
-
 def validate_restoration(
     state: TrainState, val_set: ShardDataset, at_epoch: int, progress: Progress
 ) -> dict[str, Any]:

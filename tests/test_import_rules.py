@@ -140,9 +140,7 @@ def violations(source: str, path: str) -> list[str]:
                 or (module == "turbsim" and imp.from_base)
             )
             if _is(module, "turbsim") and not via_shards:
-                flag(
-                    imp, "feedbackseg touches turbsim only via turbsim.shards, _files or augment"
-                )
+                flag(imp, "feedbackseg touches turbsim only via turbsim.shards, _files or augment")
             if _is(module, "cli"):
                 flag(imp, "feedbackseg must not import the CLI")
     return problems
@@ -361,9 +359,9 @@ def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[s
 
 
 def test_size_checker_flags_a_long_function() -> None:
-    source = "def f():\n    \"\"\"Doc.\"\"\"\n" + "    x = 1\n" * 101
+    source = 'def f():\n    """Doc."""\n' + "    x = 1\n" * 101
     assert long_functions(source) == [("f", 102)]
-    assert long_functions("def g():\n    \"\"\"Doc.\"\"\"\n" + "    x = 1\n" * 98) == []
+    assert long_functions('def g():\n    """Doc."""\n' + "    x = 1\n" * 98) == []
 
 
 def test_modules_and_functions_are_small() -> None:

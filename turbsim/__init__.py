@@ -52,6 +52,7 @@ _SUBMODULES = frozenset(
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
+
 def __getattr__(name: str) -> Any:
     """Import the submodule that defines ``name`` on first use (PEP 562)."""
     module = _EXPORTS.get(name)

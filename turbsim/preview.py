@@ -96,8 +96,16 @@ def class_key(label: np.ndarray, width: int) -> np.ndarray:
         for name, colour in line:
             cv2.rectangle(strip, (x, y), (x + 11, y + 11), colour, -1)
             cv2.rectangle(strip, (x, y), (x + 11, y + 11), (128, 128, 128), 1)
-            cv2.putText(strip, name, (x + 16, y + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                strip,
+                name,
+                (x + 16, y + 10),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
             x += 16 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 10
     return strip
 
