@@ -17,6 +17,13 @@ from cli.fbseg_errors import (
     out_of_memory,
 )
 from cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
+from cli.progress_bar import (
+    QUIET,
+    Reporter,
+    show_library_notices,
+    verbosity,
+    verbosity_options,
+)
 from cli.train_options import train_options
 from feedbackseg.config import (
     DEVICES,
@@ -41,6 +48,7 @@ STUDY_FLAGS = {"study": "--study", "only": "--only", "seeds": "--seeds"}
 def main() -> None:
     """Train and evaluate segmentation models on turbulence-distorted images (turbsim shards)."""
     require_torch()
+    show_library_notices()
 
 
 @main.command("train")
@@ -54,17 +62,27 @@ def main() -> None:
     help="Run folder: config.json, metrics.jsonl, last.pt, best.pt.",
 )
 @train_options
-def train(shards: str, out: str, recipe: str | None, config_file: str | None, **flags) -> None:
+@verbosity_options
+def train(
+    shards: str,
+    out: str,
+    recipe: str | None,
+    config_file: str | None,
+    quiet: bool,
+    verbose: bool,
+    **flags: Any,
+) -> None:
     """Train a model on turbsim shards (SHARDS) into the run folder RUN.
 
-    Defaults come from the recipe (bmvc2020: SPEC 4), then --config, then the flags. Multi-GPU:
-    torchrun --nproc-per-node N --no-python fbseg train SHARDS --out RUN ...
+    Defaults come from the recipe (bmvc2020: the paper's schedule), then --config, then the
+    flags. Multi-GPU: torchrun --nproc-per-node N --no-python fbseg train SHARDS --out RUN ...
     """
     from feedbackseg.workers import sigterm_as_interrupt
 
+    level = verbosity(quiet, verbose)
     try:
-        with sigterm_as_interrupt():  # SIGTERM ends the run as Ctrl-C does
-            result = _train(shards, out, recipe, config_file, flags)
+        with sigterm_as_interrupt(), Reporter(level, "train", "step") as reporter:
+            result = _train(shards, out, recipe, config_file, flags, reporter)
     except KeyboardInterrupt as error:  # a training says what it keeps
         raise interrupted(error, f"interrupted before training started: {out} is as it was; "
                           "rerun the same command") from None  # fmt: skip
@@ -79,7 +97,14 @@ def train(shards: str, out: str, recipe: str | None, config_file: str | None, **
     click.echo(f"{result.run_dir}: {result.step} steps, {best}")
 
 
-def _train(shards: str, out: str, recipe: str | None, config_file: str | None, flags: dict) -> Any:
+def _train(
+    shards: str,
+    out: str,
+    recipe: str | None,
+    config_file: str | None,
+    flags: dict,
+    reporter: Reporter,
+) -> Any:
     """Resolve the config and train (:func:`feedbackseg.train.train`); errors as one line."""
     from feedbackseg.checkpoints import CheckpointError
     from feedbackseg.config import resolve_config
@@ -90,7 +115,8 @@ def _train(shards: str, out: str, recipe: str | None, config_file: str | None, f
     given = {**flags, "recipe": recipe, "shards": shards, "out": out}
     try:
         config = resolve_config(shards, out, recipe, config_file, flags)
-        return run_training(config, log=lambda message: click.echo(message, err=True))
+        reporter.detail(f"config: {config.to_json()}")
+        return run_training(config, log=reporter.say, on_step=reporter.progress)
     except ConfigError as error:  # the flags; what needs the shards: --val-split, --height
         raise config_error(error, given) from None
     except (DataError, CheckpointError, TrainError) as error:
@@ -148,6 +174,7 @@ _DEVICE = click.Choice(DEVICES)
     show_default=True,
     help="Network input: the split's distorted images or its clean ones.",
 )
+@verbosity_options
 def evaluate_command(
     checkpoint: str,
     shards: str,
@@ -160,6 +187,8 @@ def evaluate_command(
     batch_size: int,
     workers: int,
     input_kind: str,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
     """Evaluate CHECKPOINT (RUN/best.pt, say) on a split of the turbsim shards SHARDS.
 
@@ -176,6 +205,7 @@ def evaluate_command(
     from turbsim.shards import ShardError
 
     check_output_place(json_path, save_predictions)
+    level = verbosity(quiet, verbose)
     try:
         ctx = setup_distributed(device)
     except DeviceError as error:
@@ -183,8 +213,11 @@ def evaluate_command(
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     evaluation = restoration = None
+    reporter = Reporter(level if ctx.is_main else QUIET, "eval", "img")
     try:
         mode = checkpoint_mode(checkpoint)
+        reporter.detail(f"evaluating {checkpoint} ({mode}) on {shards} split {split!r}, "
+                        f"device {ctx.device}")  # fmt: skip
         if mode != "restore":
             evaluation = evaluate_checkpoint(
                 checkpoint,
@@ -197,7 +230,9 @@ def evaluate_command(
                 save_predictions=save_predictions,
                 num_workers=workers,
                 input=input_kind,
+                progress=reporter.progress,
             )
+            reporter.close()
         if mode in ("restore", "restore-seg", "feedback") and ctx.is_main:
             restoration = checkpoint_restoration(
                 checkpoint, shards, split, height, iterations, ctx.device
@@ -213,6 +248,7 @@ def evaluate_command(
     except Exception as error:
         raise _unless_out_of_memory(error, "try a smaller --height or --batch-size") from None
     finally:
+        reporter.close()
         ctx.close()
     if not ctx.is_main:
         return
@@ -260,6 +296,7 @@ def evaluate_command(
 )
 @click.option("--resume", is_flag=True, help="Continue unfinished runs (finished ones are kept).")
 @click.option("--device", type=_DEVICE, default=None, help="Device of every run. [the study's]")
+@verbosity_options
 def study_command(
     shards: str,
     out: str,
@@ -268,6 +305,8 @@ def study_command(
     only: str | None,
     resume: bool,
     device: str | None,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
     """Train every cell of a study once per seed on SHARDS, evaluate, and compare.
 
@@ -285,9 +324,10 @@ def study_command(
     from turbsim.shards import ShardError
 
     check_output_place(out)
+    reporter = Reporter(verbosity(quiet, verbose), "study", "run")
     try:
         with sigterm_as_interrupt():  # SIGTERM ends the study as Ctrl-C does
-            outcome = _run_study(shards, out, study_spec, seeds, only, resume, device)
+            outcome = _run_study(shards, out, study_spec, seeds, only, resume, device, reporter)
     except StudyError as error:
         if error.key in STUDY_FLAGS:
             raise bad_parameter(error, STUDY_FLAGS) from None
@@ -317,6 +357,7 @@ def _run_study(
     only: str | None,
     resume: bool,
     device: str | None,
+    reporter: Reporter,
 ) -> Any:
     """:func:`feedbackseg.study.run_study` of the command's options."""
     import dataclasses
@@ -334,7 +375,7 @@ def _run_study(
         only=selected,
         resume=resume,
         overrides={"device": device} if device is not None else None,
-        log=lambda message: click.echo(message, err=True),
+        log=reporter.say,
     )
 
 

@@ -27,6 +27,7 @@ from cli.options import (
     positive_floats,
     write_error,
 )
+from cli.progress_bar import show_library_notices
 from turbsim.shards.schema import (
     BLUR_MODES,
     BORDERS,
@@ -57,6 +58,7 @@ def main() -> None:
     theory; images are warped with them. Start with `turbsim params` to see what a set of
     physics flags means in pixels.
     """
+    show_library_notices()
 
 
 for _command in (physics_commands.params, physics_commands.field, physics_commands.plot_stats):

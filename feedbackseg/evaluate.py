@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,7 @@ def evaluate(
     batch_size: int = 1,
     save_predictions: str | os.PathLike | None = None,
     num_workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     """Confusion matrices of ``model`` on ``dataset`` (SPEC section 5).
 
@@ -344,6 +346,8 @@ def evaluate(
         save_predictions: folder for the colourised predictions (Cityscapes palette), one PNG
             ``{name}.png`` per sample at the evaluation resolution; None: none written.
         num_workers: DataLoader worker processes (spawn start method).
+        progress: called as ``progress(done, total)`` with this rank's images evaluated so far
+            and its share's size, once before the first batch and after every batch.
 
     Returns:
         The :class:`EvalResult`; under ``torch.distributed`` the matrices and the sample count
@@ -367,6 +371,9 @@ def evaluate(
     used: set[str] = set()
     resolution = getattr(dataset, "image_size", None)
     samples = 0
+    share = len(loader.sampler) if loader.sampler is not None else len(dataset)
+    if progress is not None:
+        progress(0, share)
     for batch in start_iterator(loader):  # Ctrl-C while the workers start: after they run
         x = batch["distorted"].to(device, non_blocking=True)
         label = batch["label"].to(device, non_blocking=True)
@@ -380,6 +387,8 @@ def evaluate(
         if resolution is None:
             resolution = tuple(label.shape[-2:])
         samples += int(x.shape[0])
+        if progress is not None:
+            progress(samples, share)
         if out_dir is not None:
             pred = predicted_ids(all_logits[-1]).cpu().numpy()
             for i, ids in enumerate(pred):
@@ -410,6 +419,7 @@ def evaluate_checkpoint(
     save_predictions: str | os.PathLike | None = None,
     num_workers: int = 0,
     input: str = "distorted",
+    progress: Callable[[int, int], None] | None = None,
 ) -> CheckpointEvaluation:
     """Load a trainer checkpoint and evaluate it on a shard split (``fbseg eval``).
 
@@ -423,7 +433,7 @@ def evaluate_checkpoint(
         height: evaluation height [px] (the width keeps the aspect); None: the checkpoint's
             training height, or the stored size if it names none.
         iterations: feedback iterations T; None: the checkpoint's (3 if it does not say).
-        device, batch_size, save_predictions, num_workers: as for :func:`evaluate`.
+        device, batch_size, save_predictions, num_workers, progress: as for :func:`evaluate`.
         input: the images fed to the network: "distorted" (default) or "clean" (the split's
             clean images, e.g. for a model trained without turbulence).
 
@@ -463,7 +473,9 @@ def evaluate_checkpoint(
     device = resolve_device(device)
     check_inference_memory(model, size, batch_size, device, height or checkpoint_height(checkpoint))
     try:
-        result = evaluate(model, dataset, steps, device, batch_size, save_predictions, num_workers)
+        result = evaluate(
+            model, dataset, steps, device, batch_size, save_predictions, num_workers, progress
+        )
     except Exception as error:
         if not is_out_of_memory(error):
             raise

@@ -21,11 +21,14 @@ _SCALARS = ("loss_seg", "loss_l1", "lr_s", "samples_per_s")
 class Progress:
     """Messages (rank 0), the metrics log, TensorBoard and the running loss window."""
 
-    def __init__(self, config: TrainConfig, ctx: DistributedContext, log: Any) -> None:
+    def __init__(
+        self, config: TrainConfig, ctx: DistributedContext, log: Any, on_step: Any = None
+    ) -> None:
         self.run = Path(config.out)
         self.is_main = ctx.is_main
         self.world_size = ctx.world_size
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+        self.on_step = on_step
         self.writer: Any = None
         self.reset()
 
@@ -42,6 +45,11 @@ class Progress:
     def say(self, message: str) -> None:
         if self.is_main:
             self.log(message)
+
+    def step(self, step: int, total: int) -> None:
+        """Report ``step`` of ``total`` steps to the ``on_step`` callback (rank 0), if any."""
+        if self.is_main and self.on_step is not None:
+            self.on_step(step, total)
 
     def reset(self) -> None:
         self.sums = {"loss_seg": 0.0, "loss_l1": 0.0}

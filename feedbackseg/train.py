@@ -372,6 +372,7 @@ def train_one_epoch(
         step_epoch = state.epoch
         state.batch_in_epoch += 1
         progress.add(result, size)
+        progress.step(state.step, data.total)
         lrs = state.learning_rates()  # the rates this step used
         end_of_epoch = state.batch_in_epoch >= data.steps_per_epoch
         if end_of_epoch:
@@ -433,9 +434,11 @@ def _stopped(error: BaseException, state: TrainState, size: tuple[int, int]) -> 
     return None
 
 
-def _fit(config: TrainConfig, ctx: DistributedContext, log: Any) -> TrainResult:
+def _fit(
+    config: TrainConfig, ctx: DistributedContext, log: Any, on_step: Any = None
+) -> TrainResult:
     """Train as ``config`` says in the process group of ``ctx``; see :func:`fit`."""
-    progress = _Progress(config, ctx, log)
+    progress = _Progress(config, ctx, log, on_step)
     # start-up checks: nothing is written before they pass (a refused start leaves RUN as is)
     train_set, val_set = _datasets(config, progress.say)
     check_run_place(config)
@@ -510,6 +513,7 @@ def _run(
     state.model.train()
     last_val: dict[str, Any] | None = None
     progress.reset()
+    progress.step(state.step, data.total)
     while state.step < data.total:
         last_val = train_one_epoch(state, data, seg_loss, progress) or last_val
     progress.close()
@@ -524,12 +528,15 @@ def fit(
     config: TrainConfig,
     log: Callable[[str], None] | None = None,
     ctx: DistributedContext | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says; see the module docstring for the files written.
 
     Args:
         config: the resolved configuration.
         log: progress messages (rank 0 only); default: print to stderr.
+        on_step: called as ``on_step(step, total)`` on rank 0 after every optimiser step (and
+            once before the first, with the step training starts from), e.g. a progress bar.
         ctx: the process group to train in; None: join the one of the torchrun environment
             (if any) and leave it at the end.
 
@@ -558,17 +565,21 @@ def fit(
             raise TrainError(str(error)) from None
     try:
         with cuda_float32_precision(config.tf32):
-            return _fit(config, ctx, log)
+            return _fit(config, ctx, log, on_step)
     finally:
         if owned:
             ctx.close()
 
 
-def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    log: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
     """Train a model as ``config`` says (the public entry of ``fbseg train``): :func:`fit`.
 
     Raises:
         TrainError, DataError, CheckpointError: see :func:`fit`; ConfigError is raised earlier,
             when the config is built.
     """
-    return fit(config, log)
+    return fit(config, log, on_step=on_step)

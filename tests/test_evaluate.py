@@ -225,7 +225,7 @@ def test_evaluate_checkpoint_is_what_fbseg_eval_reports(shards, checkpoints, tmp
     out = tmp_path / "eval.json"
     cli = _cli("eval", checkpoints["feedback"], shards, "--json", out, "--device", "cpu")
     assert cli.exit_code == 0, cli.output
-    assert cli.output.startswith(evaluation.report())
+    assert cli.stdout.startswith(evaluation.report())  # the bar and notices: on stderr
     data = json.loads(out.read_text())
     restoration = data.pop("restoration")  # a model with R: its restoration diagnostics too
     assert restoration["mode"] == "feedback" and "psnr_gain_db" in restoration

@@ -144,3 +144,40 @@ def mean_psf_note(description: dict[str, Any]) -> str | None:
         f"note: f theta0 = {theta0:.3g} px > 1 px: the instantaneous PSF is random per "
         "isoplanatic patch; the mean short-exposure blur is an approximation here"
     )
+
+
+#: :func:`field_scale_warning` warns above this sigma_r / frame width [1].
+LARGE_FIELD_FRACTION = 0.01
+
+
+def field_scale_warning(draws: list[TurbulenceParams], frame_size: tuple[int, int]) -> str | None:
+    """A warning when the tilt field is large against the frame, else None.
+
+    The displacement a frame shows scales with the focal length in pixels (sigma_r = f sigma_A);
+    above :data:`LARGE_FIELD_FRACTION` of the frame width the field folds at a large fraction
+    of the pixels (e.g. ~0.4 for sigma_r = 1.3 % of 512 px; :mod:`turbsim.folding`), so the
+    distortion has no inverse. The usual cause is a focal length left at the recipe's value for
+    frames smaller than the recipe's camera.
+
+    Args:
+        draws: parameter draws of the recipe (e.g. ``recipe.sample_params`` of a fixed
+            generator); the median sigma_r is judged.
+        frame_size: (H, W) [px] at which the fields are rendered (the native frame).
+    """
+    if not draws:
+        return None
+    sigmas = sorted(sigma_r_px(p) for p in draws)
+    sigma = sigmas[len(sigmas) // 2]
+    width = int(frame_size[1])
+    if sigma <= LARGE_FIELD_FRACTION * width:
+        return None
+    focal = sorted(p.focal_length_px for p in draws)[len(draws) // 2]
+    scaled = focal * LARGE_FIELD_FRACTION * width / sigma
+    return (
+        f"the tilt field is large against the {frame_size[0]}x{width} px frame: sigma_r = "
+        f"{sigma:.3g} px is {100 * sigma / width:.2g} % of its width (above "
+        f"{100 * LARGE_FIELD_FRACTION:g} %), so it folds at many pixels and has no inverse; "
+        f"if the frames were scaled down from a larger camera, scale --focal-length "
+        f"({focal:g} px) by the same factor (<= {scaled:.4g} px keeps sigma_r under "
+        f"{100 * LARGE_FIELD_FRACTION:g} %), else lower --cn2 or --path-length"
+    )

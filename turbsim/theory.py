@@ -17,6 +17,7 @@ are functions of it here; :func:`turbsim.quantities.describe` lists them all wit
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -31,6 +32,9 @@ from turbsim import table_cache
 from turbsim.params import TurbulenceParams, shape_value
 from turbsim.shards.schema import WAVES
 from turbsim.table_cache import cache_dir  # noqa: F401  (public here before table_cache)
+
+#: Notices of this module (logger "turbsim.theory"); the commands print INFO ones on stderr.
+logger = logging.getLogger(__name__)
 
 #: b in the Cheon-Muschinski closed forms.
 _B = 0.5216
@@ -320,6 +324,11 @@ def _correlation_table_cached(rho: float, wave: str, quadrature: str) -> Correla
     stored = table_cache.load(path, rho, wave, quadrature)
     if stored is not None:
         return CorrelationTable(float(rho), wave, quadrature, *stored)
+    logger.info(
+        "integrating the correlation table for rho = %.6g (%s wave; once, ~13 s on 2 cores "
+        "with the matlab quadrature; then cached in %s)",
+        rho, wave, path.parent,
+    )  # fmt: skip
     table = compute_correlation_table(rho, wave, quadrature)
     table_cache.store(
         path, table.rho, table.wave, table.quadrature, table.eta, table.b_par, table.b_perp
