@@ -83,3 +83,27 @@ def warp_image_reference(image: np.ndarray, field: np.ndarray, border: str = "cl
                 else:
                     out[r, c, k] = v  # float32 output: numpy rounds to nearest
     return out[:, :, 0] if grey else out
+
+
+def cb_ifl_naive(logits, target, weights, gamma, alpha=1.0, ignore_index=255) -> float:
+    """Class-balanced iterative focal loss (Rai et al., BMVC 2020) as a per-pixel Python loop
+    in float64: per-image weighted mean of -(1 - p_t)^gamma log p_t, then the batch mean."""
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(target)
+    b_, c_, h, w = z.shape
+    per_image = []
+    for b in range(b_):
+        num = den = 0.0
+        for r in range(h):
+            for c in range(w):
+                t = int(y[b, r, c])
+                if t == ignore_index:
+                    continue
+                m = max(z[b, :, r, c])
+                lse = m + math.log(sum(math.exp(v - m) for v in z[b, :, r, c]))
+                logp = z[b, t, r, c] - lse
+                focal = -((1.0 - math.exp(logp)) ** gamma) * logp
+                num += weights[t] * focal
+                den += weights[t]
+        per_image.append(num / den if den > 0 else 0.0)
+    return alpha * sum(per_image) / b_

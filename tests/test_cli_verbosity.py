@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from cli.fbseg_cmd import main as fbseg
 from cli.progress_bar import QUIET, Reporter, show_library_notices
 from cli.turbsim_cmd import main as turbsim_main
-from feedbackseg.inference import load_model
 from feedbackseg.config import resolve_config
 from feedbackseg.data import ShardDataset
 from feedbackseg.evaluate import evaluate
+from feedbackseg.inference import load_model
 from feedbackseg.train import train
 from turbsim import theory
 from turbsim.generate import generate, make_plan

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import cb_ifl_naive as _cb_ifl_naive
 
 from feedbackseg.losses import (
     BMVC2020_CLASS_WEIGHTS,
@@ -22,29 +21,6 @@ from feedbackseg.losses import (
     ifl,
     iteration_gammas,
 )
-
-
-def _cb_ifl_naive(logits, target, weights, gamma, alpha=1.0, ignore_index=255) -> float:
-    """Per-pixel Python loop of SPEC 3, in float64: per-image weighted mean, batch mean."""
-    z = np.asarray(logits, dtype=np.float64)
-    y = np.asarray(target)
-    b_, c_, h, w = z.shape
-    per_image = []
-    for b in range(b_):
-        num = den = 0.0
-        for r in range(h):
-            for c in range(w):
-                t = int(y[b, r, c])
-                if t == ignore_index:
-                    continue
-                m = max(z[b, :, r, c])
-                lse = m + math.log(sum(math.exp(v - m) for v in z[b, :, r, c]))
-                logp = z[b, t, r, c] - lse
-                focal = -((1.0 - math.exp(logp)) ** gamma) * logp
-                num += weights[t] * focal
-                den += weights[t]
-        per_image.append(num / den if den > 0 else 0.0)
-    return alpha * sum(per_image) / b_
 
 
 def _focal_autograd_naive(logits, target, weights, gamma, ignore_index=255):
@@ -267,29 +243,32 @@ def test_iteration_gammas():
         iteration_gammas(0)
 
 
-def test_modules_match_functions(rng):
+def test_modules_match_the_naive_loop(rng):
+    """The loss modules against the per-pixel loop (not against the functions they call): the
+    iteration sum with gamma_t = 0.1 (t - 1), the (logits, label, t) protocol of the training
+    steps (t 1-based), IFL (unit weights) and focal loss with reduction "mean"."""
     logits, target = _random_case(rng, b=2, c=20, h=2, w=3)
     seq = [logits, logits * 0.5, logits * 2.0]
+    weights = BMVC2020_CLASS_WEIGHTS.double().numpy()
     loss = CBiFLLoss(BMVC2020_CLASS_WEIGHTS, alpha=2.0)
-    expected = sum(
-        cb_ifl(z, target, BMVC2020_CLASS_WEIGHTS, g, alpha=2.0)
+    naive = [
+        _cb_ifl_naive(z, target, weights, g, alpha=2.0)
         for z, g in zip(seq, [0.0, 0.1, 0.2], strict=True)
-    )
-    torch.testing.assert_close(loss(seq, target), expected)
-    # The seg_loss(logits, label, t) protocol of the training steps: t is 1-based.
-    for t, gamma in [(1, 0.0), (2, 0.1), (3, 0.2)]:
-        torch.testing.assert_close(
-            loss(logits, target, t), cb_ifl(logits, target, BMVC2020_CLASS_WEIGHTS, gamma, 2.0)
-        )
-    assert loss.gamma(3) == 0.2
+    ]
+    assert float(loss(seq, target)) == pytest.approx(sum(naive), rel=1e-6)
+    for t, z in enumerate(seq, start=1):
+        assert float(loss(z, target, t)) == pytest.approx(naive[t - 1], rel=1e-6)
+    assert loss.gamma(3) == pytest.approx(0.2)
     assert "class_weights" in dict(loss.named_buffers())
-    torch.testing.assert_close(
-        IFLLoss()(seq[:2], target), ifl(seq[0], target, 0) + ifl(seq[1], target, 0.1)
-    )
-    torch.testing.assert_close(
-        FocalLoss(0.5, reduction="mean")(logits, target),
-        focal_loss(logits, target, 0.5, reduction="mean"),
-    )
+    ones = np.ones(20)
+    expected = _cb_ifl_naive(seq[0], target, ones, 0.0) + _cb_ifl_naive(seq[1], target, ones, 0.1)
+    assert float(IFLLoss()(seq[:2], target)) == pytest.approx(expected, rel=1e-6)
+    # reduction "mean": the mean over all valid pixels (one image of all valid pixels = per image)
+    flat_logits = logits.permute(1, 0, 2, 3).reshape(1, 20, 1, -1)
+    flat_target = target.reshape(1, 1, -1)
+    expected = _cb_ifl_naive(flat_logits, flat_target, ones, 0.5)
+    got = FocalLoss(0.5, reduction="mean")(logits, target)
+    assert float(got) == pytest.approx(expected, rel=1e-6)
 
 
 def test_count_pixels():

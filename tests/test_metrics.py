@@ -202,12 +202,30 @@ def test_cityscapes_constants():
     assert rgb[1].tolist() == [[0, 0, 0], [0, 0, 0]]
 
 
-def test_cityscapes_constants_agree_with_turbsim():
-    """Two copies of the same facts (feedbackseg may not import turbsim.cityscapes)."""
-    from turbsim.cityscapes import TRAIN_ID_NAMES, TRAIN_ID_PALETTE
+#: The 19 evaluated classes of the official table (cityscapesScripts helpers/labels.py):
+#: train id -> (name, colour, label id).
+OFFICIAL = [
+    ("road", (128, 64, 128), 7), ("sidewalk", (244, 35, 232), 8),
+    ("building", (70, 70, 70), 11), ("wall", (102, 102, 156), 12),
+    ("fence", (190, 153, 153), 13), ("pole", (153, 153, 153), 17),
+    ("traffic light", (250, 170, 30), 19), ("traffic sign", (220, 220, 0), 20),
+    ("vegetation", (107, 142, 35), 21), ("terrain", (152, 251, 152), 22),
+    ("sky", (70, 130, 180), 23), ("person", (220, 20, 60), 24), ("rider", (255, 0, 0), 25),
+    ("car", (0, 0, 142), 26), ("truck", (0, 0, 70), 27), ("bus", (0, 60, 100), 28),
+    ("train", (0, 80, 100), 31), ("motorcycle", (0, 0, 230), 32),
+    ("bicycle", (119, 11, 32), 33),
+]  # fmt: skip
+
+
+def test_cityscapes_constants_are_the_official_table():
+    """Names, palette and label ids against the official table; both packages' colourisers
+    (two implementations) agree on every train id and on ignore."""
+    from feedbackseg.cityscapes_labels import TRAIN_ID_TO_LABEL_ID
     from turbsim.cityscapes import colorize_train_ids as ts
 
-    assert tuple(CITYSCAPES_CLASSES) == tuple(TRAIN_ID_NAMES)
-    np.testing.assert_array_equal(CITYSCAPES_PALETTE, TRAIN_ID_PALETTE)
-    labels = np.array([[0, 5, 18, 255]], dtype=np.uint8)
+    assert list(CITYSCAPES_CLASSES) == [name for name, _, _ in OFFICIAL]
+    np.testing.assert_array_equal(CITYSCAPES_PALETTE, [colour for _, colour, _ in OFFICIAL])
+    assert [int(TRAIN_ID_TO_LABEL_ID[t]) for t in range(19)] == [i for _, _, i in OFFICIAL]
+    labels = np.array([list(range(19)) + [255]], dtype=np.uint8)
     np.testing.assert_array_equal(colorize_train_ids(labels), ts(labels))
+    np.testing.assert_array_equal(colorize_train_ids(labels)[0, :19], CITYSCAPES_PALETTE)

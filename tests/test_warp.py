@@ -6,6 +6,8 @@ image content moves by -field.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zlib
 
 import cv2
@@ -16,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import warp_image_reference
 
-from turbsim.warp import BORDERS, set_num_threads, warm_up, warp_image
+from turbsim.warp import BORDERS, set_num_threads, warp_image
 
 IMAGE_DTYPES = [np.uint8, np.float32, np.float64]
 
@@ -304,8 +306,18 @@ def test_output_independent_of_thread_count() -> None:
     np.testing.assert_array_equal(one, many)
 
 
-def test_warm_up_runs() -> None:
-    assert warm_up() is None
+def test_warm_up_compiles_the_asked_kernels() -> None:
+    """In a fresh process the kernel has no compiled signature; warm_up adds exactly the
+    (image, field) dtype pairs it is given, so a worker's first warp compiles nothing."""
+    code = (
+        "import numpy as np; from turbsim import warp; k = warp._warp_bilinear\n"
+        "before = len(k.signatures)\n"
+        "warp.warm_up((np.dtype(np.float32),), (np.dtype(np.float64),))\n"
+        "print(before, [(str(s[0].dtype), str(s[1].dtype)) for s in k.signatures])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split(" ", 1)[0] == "0"
+    assert done.stdout.split(" ", 1)[1].strip() == "[('float32', 'float64')]"
 
 
 def test_empty_image() -> None:
