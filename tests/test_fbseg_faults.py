@@ -390,7 +390,7 @@ def test_save_predictions_permission_denied_mid_evaluation(
     monkeypatch.setattr(_files, "open", refuse, raising=False)
     out = tmp_path / "pred"
     line = _one_line_error(_invoke("eval", str(trained / "best.pt"), str(shards),
-                                   "--save-predictions", str(out)))  # fmt: skip
+                                   "--save-predictions", str(out)), progress=True)  # fmt: skip
     assert line.startswith(f"Error: {out}/") and line.endswith(".png: Permission denied")
 
 
@@ -434,7 +434,7 @@ def test_flipped_shard_in_train_and_eval(trained: Path, shards: Path, tmp_path: 
     assert str(copy / "train" / "shard-00000.h5") in line
     assert "cannot read the shard" in line and f"run `turbsim verify {copy}`" in line
     assert not run.exists()  # refused before anything was written
-    line = _one_line_error(_invoke("eval", str(trained / "best.pt"), str(copy)))
+    line = _one_line_error(_invoke("eval", str(trained / "best.pt"), str(copy)), progress=True)
     assert str(copy / "val" / "shard-00000.h5") in line and "turbsim verify" in line
 
 
@@ -442,7 +442,7 @@ def test_flipped_shard_through_a_loader_worker(trained: Path, shards: Path, tmp_
     copy = _copy(shards, tmp_path)
     _flip_label_chunk(copy / "val" / "shard-00000.h5")
     result = _invoke("eval", str(trained / "best.pt"), str(copy), "--workers", "1")
-    line = _one_line_error(result)
+    line = _one_line_error(result, progress=True)
     assert line.startswith(f"Error: {copy / 'val' / 'shard-00000.h5'}: cannot read the shard")
 
 
