@@ -38,6 +38,7 @@ EVAL_FLAGS = {
     "num_workers": "--workers",
     "device": "--device",
     "input": "--input",
+    "split": "--split",
 }
 #: Library error key -> flag of ``fbseg study``.
 STUDY_FLAGS = {"study": "--study", "only": "--only", "seeds": "--seeds"}
@@ -242,6 +243,8 @@ def evaluate_command(
             raise bad_parameter(error, EVAL_FLAGS) from None
         raise click.ClickException(str(error)) from None
     except (CheckpointError, DataError, ShardError) as error:
+        if getattr(error, "key", None) == "split":
+            raise bad_parameter(error, EVAL_FLAGS) from None
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise os_error(error, save_predictions) from None

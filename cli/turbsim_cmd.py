@@ -297,7 +297,7 @@ def _run_with_progress(plan: Any, out: Path, quiet: bool, **options: Any) -> Any
 
 
 @main.command(short_help="PNG sheets: clean | distorted | field | labels, from shards.")
-@click.argument("shards_dir", metavar="OUT", type=click.Path(path_type=Path))
+@click.argument("shards_dir", metavar="SHARDS", type=click.Path(path_type=Path))
 @click.option(
     "--out",
     "out_dir",
@@ -327,18 +327,22 @@ def preview(
     raw: bool,
 ) -> None:
     """Write PNG sheets (clean | distorted | displacement colour wheel + arrows | label colours)
-    for a few samples of a generated dataset, plus overview.png stacking them."""
+    for a few samples of the generated dataset SHARDS, plus overview.png stacking them."""
     from turbsim.preview import preview as make_preview
     from turbsim.shards import ShardError
 
+    values = positive_floats(sweep_cn2, "--sweep-cn2") if sweep_cn2 else None
     try:
         written = make_preview(shards_dir, out_dir, split=split, count=count, raw=raw)
-        if sweep_cn2:
+        if values:
             from turbsim.preview import cn2_sweep
 
-            values = positive_floats(sweep_cn2, "--sweep-cn2")
             written.append(cn2_sweep(shards_dir, out_dir / "cn2_sweep.png", values, split, name))
-    except (ShardError, OSError) as error:
+    except ShardError as error:
+        if error.key == "split":
+            raise bad_parameter(error, {"split": "--split"}) from None
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
         raise click.ClickException(str(error)) from None
     for path in written:
         click.echo(f"wrote {path}")
@@ -394,9 +398,9 @@ def sample_cityscapes(
 
 
 @main.command(short_help="Check generated shards against the manifest.")
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", metavar="SHARDS", type=click.Path(path_type=Path))
 def verify(out: Path) -> None:
-    """Check the shards in OUT against OUT/manifest.json: size, SHA-256, completeness, sample
+    """Check the shards in SHARDS against SHARDS/manifest.json: size, SHA-256, completeness, sample
     counts, dataset shapes and dtypes; unlisted shards and leftover *.tmp files count too.
 
     Prints one line per problem and exits 1, or "OK: ..." and exits 0. On a network
@@ -419,9 +423,9 @@ def verify(out: Path) -> None:
 
 
 @main.command(short_help="Summarise a shard folder.")
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", metavar="SHARDS", type=click.Path(path_type=Path))
 def info(out: Path) -> None:
-    """Summarise the dataset in OUT: shards, samples, image size and bytes per split,
+    """Summarise the dataset in SHARDS: shards, samples, image size and bytes per split,
     compression, stored flow, parameter ranges, skipped inputs."""
     from turbsim.shards import ShardError, summarize
 
@@ -429,6 +433,11 @@ def info(out: Path) -> None:
         click.echo(summarize(out))
     except ShardError as error:
         raise click.ClickException(str(error)) from None
+
+
+from cli.turbsim_export import export  # noqa: E402  (a command of its own module)
+
+main.add_command(export)
 
 
 if __name__ == "__main__":

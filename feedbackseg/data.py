@@ -37,7 +37,13 @@ class DataError(ValueError):
     Original Traceback ...")``; such a message is cut back to the worker's one line here.
     """
 
-    def __init__(self, message: str = "") -> None:
+    #: The option at fault when one is (``"split"``), so a command can name its flag; None
+    #: otherwise (not pickled: a worker's error names a shard, not an option).
+    key: str | None = None
+
+    def __init__(self, message: str = "", key: str | None = None) -> None:
+        if key is not None:
+            self.key = key
         message = str(message)
         if message.startswith("Caught ") and "Traceback" in message:
             last = message.rstrip().splitlines()[-1]
@@ -87,7 +93,9 @@ def split_shards(root: str | Path, split: str) -> list[dict[str, Any]]:
     entries = [s for s in _manifest(root)["shards"] if s["split"] == split]
     if not entries:
         known = split_names(root)
-        raise DataError(f"{root}: no split {split!r} (the shards hold: {', '.join(known)})")
+        raise DataError(
+            f"{root}: no split {split!r} (the shards hold: {', '.join(known)})", key="split"
+        )
     return entries
 
 

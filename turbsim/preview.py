@@ -151,13 +151,17 @@ def preview(
     manifest = shards.read_manifest(root)
     recipe = Recipe(manifest["recipe"])
     splits = [split] if split else list(manifest["recipe"]["splits"])
+    held = {s["split"] for s in manifest["shards"]}
+    if split and split not in held:
+        raise shards.ShardError(
+            f"{root}: no shards for split {split!r} (the folder holds: {', '.join(sorted(held))})",
+            key="split",
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     rows: list[np.ndarray] = []
     for sp in splits:
         infos = [s for s in manifest["shards"] if s["split"] == sp]
-        if split and not infos:
-            raise shards.ShardError(f"{root}: no shards for split {sp!r}")
         native = tuple(manifest.get("native_sizes", {}).get(sp, ()))
         for info in infos:
             with shards.ShardReader(root / info["file"]) as reader:

@@ -4,4 +4,13 @@ from __future__ import annotations
 
 
 class ShardError(RuntimeError):
-    """A user-facing problem with a shard folder or file; the message is one line naming it."""
+    """A user-facing problem with a shard folder or file; the message is one line naming it.
+
+    Attributes:
+        key: the option at fault when one is (e.g. ``"split"`` for a split the folder does not
+            hold), so a command can name its flag; None otherwise.
+    """
+
+    def __init__(self, message: str = "", key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key

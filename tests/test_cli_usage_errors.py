@@ -1,0 +1,78 @@
+"""Every command's usage errors: exit code 2 and an error line that names the flag at fault,
+whether click or the library finds the value bad (cli/options.py bad_parameter)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.fbseg_cmd import main as fbseg
+from cli.turbsim_cmd import main as turbsim
+from feedbackseg.config import resolve_config
+from feedbackseg.train import train
+from turbsim.generate import generate, make_plan
+from turbsim.recipe import resolve_recipe
+from turbsim.synthetic import write_sample_tree
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory) -> Path:
+    """shards/ (train 2, val 2 at 32 x 64), run/best.pt (1 ERFNet step), image.png."""
+    tmp = tmp_path_factory.mktemp("usage")
+    write_sample_tree(tmp / "cs", n=2, height=32, width=64, seed=0)
+    recipe = resolve_recipe(None, {"compression": "lzf", "cn2": 1e-13})
+    generate(make_plan(tmp / "cs", recipe), tmp / "shards")
+    config = resolve_config(
+        tmp / "shards", tmp / "run", overrides={"small": True, "height": 32, "batch_size": 2,
+                                                "workers": 0, "device": "cpu", "max_steps": 1,
+                                                "mode": "erfnet"},
+    )  # fmt: skip
+    train(config, log=lambda _: None)
+    cv2.imwrite(str(tmp / "image.png"), np.zeros((32, 64, 3), np.uint8))
+    return tmp
+
+
+#: (CLI, arguments with {t} for the fixture folder and {o} for the test's empty output folder,
+#: the flag the error must name).
+CASES = [
+    ("turbsim", "params --cn2 -1", "--cn2"),
+    ("turbsim", "params --wave bogus", "--wave"),
+    ("turbsim", "field --size 0x0 --out {o}/f.png", "--size"),
+    ("turbsim", "plot-stats --cn2 abc --out {o}/p.png", "--cn2"),
+    ("turbsim", "preview {t}/shards --out {o}/pv --count 0", "--count"),
+    ("turbsim", "preview {t}/shards --out {o}/pv --sweep-cn2 abc", "--sweep-cn2"),
+    ("turbsim", "preview {t}/shards --out {o}/pv --split nosuch", "--split"),
+    ("turbsim", "sample-cityscapes {o}/s --n 0", "--n"),
+    ("fbseg", "train {t}/shards --out {o}/r --batch-size 0", "--batch-size"),
+    ("fbseg", "train {t}/shards --out {o}/r --lr-s -1", "--lr-s"),
+    ("fbseg", "train {t}/shards --out {o}/r --height 17", "--height"),
+    ("fbseg", "train {t}/shards --out {o}/r --mode bogus", "--mode"),
+    ("fbseg", "eval {t}/run/best.pt {t}/shards --height 17", "--height"),
+    ("fbseg", "eval {t}/run/best.pt {t}/shards --split nosuch", "--split"),
+    ("fbseg", "eval {t}/run/best.pt {t}/shards --batch-size 0", "--batch-size"),
+    ("fbseg", "study {t}/shards --out {o}/s --seeds x", "--seeds"),
+    ("fbseg", "study {t}/shards --out {o}/s --only nosuch", "--only"),
+    ("fbseg", "predict {t}/run/best.pt {t}/image.png --out {o}/p --height 17", "--height"),
+    ("fbseg", "predict {t}/run/best.pt {t}/image.png --out {o}/p --format bogus", "--format"),
+    ("fbseg", "compare {t}/run --markdown", "--markdown"),
+    ("fbseg", "plot {t}/run", "--out"),
+]
+
+
+@pytest.mark.parametrize(("cli", "args", "flag"), CASES, ids=[f"{c} {a}" for c, a, _ in CASES])
+def test_usage_error_exits_2_naming_the_flag(place, tmp_path, cli, args, flag):
+    command = {"turbsim": turbsim, "fbseg": fbseg}[cli]
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(command, args.format(t=place, o=out).split())
+    assert result.exit_code == 2, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error:") and flag in last, result.stderr
+    assert "Traceback" not in result.output
+    assert list(out.iterdir()) == [], "a refused command wrote its output"
