@@ -53,6 +53,19 @@ PHYSICS_FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
+def recipe_default(key: str) -> str:
+    """The default recipe's value of ``key`` (a top-level or physics key) as its flag takes it,
+    for ``show_default`` in ``--help`` (e.g. ``"1e-12"``, ``"train,val"``)."""
+    from turbsim.recipe import DEFAULT_RECIPE
+
+    value = DEFAULT_RECIPE["physics"].get(key, DEFAULT_RECIPE.get(key))
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def bad_parameter(error: Exception, flags: Mapping[str, str]) -> click.BadParameter:
     """A click usage error (exit code 2) for a library error that names its input.
 

@@ -25,7 +25,10 @@ def verbosity_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "--verbose", "-v", is_flag=True, help="Also print the resolved settings and details."
     )(command)
     return click.option(
-        "--quiet", "-q", is_flag=True, help="No progress bar, no messages: results and errors only."
+        "--quiet",
+        "-q",
+        is_flag=True,
+        help="No progress bar, no messages: results, warnings and errors only.",
     )(command)
 
 

@@ -25,9 +25,11 @@ from cli.options import (
     one_line,
     package_version,
     positive_floats,
+    recipe_default,
     write_error,
 )
-from cli.progress_bar import show_library_notices
+from cli.progress_bar import VERBOSE, show_library_notices, verbosity, verbosity_options
+from turbsim.recipe import builtin_recipes
 from turbsim.shards.schema import (
     BLUR_MODES,
     BORDERS,
@@ -46,6 +48,20 @@ GENERATE_FLAG_ERRORS: dict[str, str] = {
     "shards": "--shards",
     "resume": "--resume",
     "overwrite": "--overwrite",
+    "label_map": "--label-map",
+    "splits": "--splits",
+    "size": "--size",
+}
+
+#: ``turbsim generate``: recipe key -> the flag that sets it; a RecipeError about a value given
+#: on the command line (or about --recipe itself) exits 2 naming the flag.
+RECIPE_FLAGS: dict[str, str] = {
+    **{key: flag for key, (flag, _) in PHYSICS_FLAGS.items()},
+    **{
+        key: "--" + key.replace("_", "-")
+        for key in ("splits", "size", "shard_size", "variants", "seed", "compression")
+        + ("store_flow", "flow_resample", "blur", "normalize", "border", "recipe")
+    },
 }
 
 
@@ -71,8 +87,28 @@ for _command in (physics_commands.params, physics_commands.field, physics_comman
     "cityscapes",
     type=click.Path(path_type=Path),
     envvar="CITYSCAPES_DATASET",
-    required=True,
-    help="Cityscapes root (leftImg8bit/, gtFine/); default $CITYSCAPES_DATASET.",
+    default=None,
+    help="Cityscapes root (leftImg8bit/, gtFine/); default $CITYSCAPES_DATASET. Or --images.",
+)
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Instead of --cityscapes: any folder of PNG/JPEG images (searched recursively); "
+    "DIR/{split}/ per split, or a flat folder for one split (--splits NAME).",
+)
+@click.option(
+    "--labels",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --images: label PNGs laid out as the images (same relative path, .png); "
+    "default none (labels all 255).",
+)
+@click.option(
+    "--label-map",
+    default=None,
+    help="With --labels: what the label values are: trainids (0..18, 255; the default), "
+    "cityscapes (labelIds) or a JSON file {value: trainId}.",
 )
 @click.option(
     "--out",
@@ -83,42 +119,103 @@ for _command in (physics_commands.params, physics_commands.field, physics_comman
 @click.option(
     "--recipe",
     default=None,
-    help="Recipe TOML file or shipped name (bmvc2020, weak, moderate, strong).",
+    help="Recipe TOML file or shipped name (" + ", ".join(builtin_recipes()) + "); "
+    "the flags below override it.",
+    show_default="the default recipe, whose values the flags show",
 )
-@click.option("--cn2", default=None, help="Cn2 [m^-2/3], or LO:HI sampled log-uniformly per image.")
-@click.option("--path-length", default=None, help="Range L [m], or LO:HI (uniform).")
-@click.option("--aperture", default=None, help="Aperture D [m], or LO:HI.")
-@click.option("--wavelength", default=None, help="Wavelength [m], or LO:HI.")
-@click.option("--focal-length", default=None, help="Focal length [px], or LO:HI.")
-@click.option("--path-height", default=None, help="Path height h [m] (L0 = 0.4 h), or LO:HI.")
-@click.option("--wave", type=click.Choice(WAVE_CHOICES), default=None, help="Wave model.")
+@click.option(
+    "--cn2",
+    default=None,
+    help="Cn2 [m^-2/3], or LO:HI sampled log-uniformly per image.",
+    show_default=recipe_default("cn2"),
+)
+@click.option(
+    "--path-length",
+    default=None,
+    help="Range L [m], or LO:HI (uniform).",
+    show_default=recipe_default("path_length_m"),
+)
+@click.option(
+    "--aperture",
+    default=None,
+    help="Aperture D [m], or LO:HI.",
+    show_default=recipe_default("aperture_m"),
+)
+@click.option(
+    "--wavelength",
+    default=None,
+    help="Wavelength [m], or LO:HI.",
+    show_default=recipe_default("wavelength_m"),
+)
+@click.option(
+    "--focal-length",
+    default=None,
+    help="Focal length [px], or LO:HI.",
+    show_default=recipe_default("focal_length_px"),
+)
+@click.option(
+    "--path-height",
+    default=None,
+    help="Path height h [m] (L0 = 0.4 h), or LO:HI.",
+    show_default=recipe_default("height_m"),
+)
+@click.option(
+    "--wave",
+    type=click.Choice(WAVE_CHOICES),
+    default=None,
+    help="Wave model.",
+    show_default=recipe_default("wave"),
+)
 @click.option(
     "--normalize",
     type=click.Choice(NORMALIZE_CHOICES),
     default=None,
     help="Field normalisation (ensemble physics, or per-field as the BMVC scripts).",
+    show_default=recipe_default("normalize"),
 )
 @click.option(
     "--border",
     type=click.Choice(BORDERS),
     default=None,
     help="Warp border (zero = the Matlab interp2 behaviour).",
+    show_default=recipe_default("border"),
 )
-@click.option("--splits", default=None, help="Comma-separated splits, e.g. train,val.")
+@click.option(
+    "--splits",
+    default=None,
+    help="Comma-separated splits, e.g. train,val.",
+    show_default=recipe_default("splits"),
+)
 @click.option(
     "--size",
     default=None,
     help="Stored size HxW (distort at native size, then "
     "area-resize images, nearest-resize labels/flow), or 'native'.",
+    show_default=recipe_default("size"),
 )
-@click.option("--shard-size", type=int, default=None, help="Samples per shard.")
-@click.option("--variants", type=int, default=None, help="Distorted versions per image.")
-@click.option("--seed", type=int, default=None, help="Root seed.")
+@click.option(
+    "--shard-size",
+    type=int,
+    default=None,
+    help="Samples per shard.",
+    show_default=recipe_default("shard_size"),
+)
+@click.option(
+    "--variants",
+    type=int,
+    default=None,
+    help="Distorted versions per image.",
+    show_default=recipe_default("variants"),
+)
+@click.option(
+    "--seed", type=int, default=None, help="Root seed.", show_default=recipe_default("seed")
+)
 @click.option(
     "--compression",
     type=click.Choice(COMPRESSIONS),
     default=None,
     help="HDF5 compression (gzip: readable everywhere; lzf: ~2x faster, h5py only).",
+    show_default=recipe_default("compression"),
 )
 @click.option(
     "--store-flow",
@@ -127,20 +224,23 @@ for _command in (physics_commands.params, physics_commands.field, physics_comman
     is_flag=False,
     flag_value="int16",
     help="Also store the displacement field: int16 at 1/64 px (the bare flag) or float16.",
+    show_default=recipe_default("store_flow"),
 )
 @click.option(
     "--flow-resample",
     type=click.Choice(FLOW_RESAMPLES),
     default=None,
     help="With --size: store the flow area-averaged (the displacement the stored image shows) "
-    "or nearest-resampled (keeps the native roughness). [nearest]",
+    "or nearest-resampled (keeps the native roughness).",
+    show_default=recipe_default("flow_resample"),
 )
 @click.option(
     "--blur",
     type=click.Choice(BLUR_MODES),
     default=None,
-    help="After the tilt, the mean short-exposure blur of the same atmosphere (SPEC 8); "
-    "default none (tilt only, as the BMVC data).",
+    help="After the tilt, the mean short-exposure blur of the same atmosphere "
+    "(docs/physics.md); none: tilt only, as the BMVC data.",
+    show_default=recipe_default("blur"),
 )
 @click.option(
     "--workers",
@@ -173,9 +273,12 @@ for _command in (physics_commands.params, physics_commands.field, physics_comman
     help="Dask scheduler address, or 'local-cluster' (needs the dask extra).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and the plan; exit.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@verbosity_options
 def generate(
-    cityscapes: Path,
+    cityscapes: Path | None,
+    images: Path | None,
+    labels: Path | None,
+    label_map: str | None,
     out: Path,
     recipe: str | None,
     workers: int,
@@ -188,34 +291,43 @@ def generate(
     scheduler: str | None,
     dry_run: bool,
     quiet: bool,
+    verbose: bool,
     **overrides: Any,
 ) -> None:
-    """Generate a hot-weather version of a Cityscapes folder as HDF5 shards with a manifest.
+    """Generate a hot-weather version of a Cityscapes folder (or of any folder of images,
+    --images) as HDF5 shards with a manifest.
 
     Values come from the default recipe, then --recipe, then these flags. Every sample's
     randomness depends only on (seed, split, image stem, variant): the output is bit-identical
     for any --workers, shard selection or --resume.
     """
     from turbsim.cityscapes import CityscapesError
-    from turbsim.generate import GenerateError, describe_plan, make_plan, select_tasks
+    from turbsim.generate import GenerateError, describe_plan, select_tasks
+    from turbsim.label_map import LabelMapError
     from turbsim.recipe import RecipeError, recipe_to_toml, resolve_recipe
     from turbsim.shards import ShardError
 
+    level = verbosity(quiet, verbose)
+    make_input_plan = _input_planner(cityscapes, images, labels, label_map)
     fields = {name: key for key, (_, name) in PHYSICS_FLAGS.items()}
     resolved = {fields.get(k, k): v for k, v in overrides.items()}
     try:
-        plan_recipe = resolve_recipe(recipe, resolved)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            plan = make_plan(cityscapes, plan_recipe, skip_bad=skip_bad)
-        for warning in caught:
-            click.echo(f"warning: {warning.message}", err=True)
+            plan = make_input_plan(resolve_recipe(recipe, resolved), skip_bad)
+        for message in dict.fromkeys(str(warning.message) for warning in caught):
+            click.echo(f"warning: {message}", err=True)
         if dry_run:
             selected = select_tasks(plan.tasks, shard_index, num_shards, shard_list)
-            click.echo(recipe_to_toml(plan_recipe))
-            click.echo(f"# recipe hash {plan_recipe.digest()}")
+            click.echo(recipe_to_toml(plan.recipe))
+            click.echo(f"# recipe hash {plan.recipe.digest()}")
             click.echo(describe_plan(plan, selected))
             return
+        if level == VERBOSE:
+            selected = select_tasks(plan.tasks, shard_index, num_shards, shard_list)
+            click.echo(recipe_to_toml(plan.recipe).rstrip(), err=True)
+            click.echo(f"# recipe hash {plan.recipe.digest()}", err=True)
+            click.echo(describe_plan(plan, selected), err=True)
         report = _run_with_progress(
             plan,
             out,
@@ -233,7 +345,16 @@ def generate(
         if error.key in GENERATE_FLAG_ERRORS:
             raise bad_parameter(error, GENERATE_FLAG_ERRORS) from None
         raise click.ClickException(one_line(error)) from None
-    except (CityscapesError, RecipeError, ShardError) as error:
+    except LabelMapError as error:
+        if error.key == "label_map":
+            raise bad_parameter(error, {"label_map": "--label-map"}) from None
+        raise click.ClickException(one_line(error)) from None
+    except RecipeError as error:
+        given = {key for key, value in resolved.items() if value is not None}
+        if error.key == "recipe" or error.key in given:
+            raise bad_parameter(error, RECIPE_FLAGS) from None
+        raise click.ClickException(one_line(error)) from None
+    except (CityscapesError, ShardError) as error:
         raise click.ClickException(one_line(error)) from None
     except OSError as error:
         raise write_error(out, error) from None
@@ -258,6 +379,37 @@ def generate(
         )
 
 
+def _input_planner(
+    cityscapes: Path | None, images: Path | None, labels: Path | None, label_map: str | None
+) -> Any:
+    """``(recipe, skip_bad) -> Plan`` for the input the flags name: a Cityscapes tree or an
+    image folder. Exactly one of --cityscapes (or $CITYSCAPES_DATASET) and --images; --labels
+    and --label-map only with --images, --label-map only with --labels (usage errors, exit 2)."""
+    from click.core import ParameterSource
+
+    from turbsim.generate import make_folder_plan, make_plan
+
+    ctx = click.get_current_context()
+    if images is not None and ctx.get_parameter_source("cityscapes") == ParameterSource.ENVIRONMENT:
+        cityscapes = None  # --images wins over $CITYSCAPES_DATASET
+    if images is not None and cityscapes is not None:
+        raise click.UsageError("--cityscapes and --images exclude each other; give one of them")
+    if images is None and cityscapes is None:
+        raise click.UsageError(
+            "Missing option '--cityscapes' or '--images' (or set $CITYSCAPES_DATASET)"
+        )
+    if images is None and (labels is not None or label_map is not None):
+        flag = "--labels" if labels is not None else "--label-map"
+        raise click.UsageError(f"{flag} goes with --images (a Cityscapes tree has its own labels)")
+    if labels is None and label_map is not None:
+        raise click.UsageError("--label-map needs --labels (without labels every label is 255)")
+    if images is None:
+        return lambda recipe, skip_bad: make_plan(cityscapes, recipe, skip_bad=skip_bad)
+    return lambda recipe, skip_bad: make_folder_plan(
+        images, recipe, labels=labels, label_map=label_map, skip_bad=skip_bad
+    )
+
+
 def _run_with_progress(plan: Any, out: Path, quiet: bool, **options: Any) -> Any:
     """turbsim.generate.generate(plan, out, **options) with a tqdm bar (none when ``quiet``)
     and its log lines on stderr; returns its RunReport."""
@@ -277,7 +429,11 @@ def _run_with_progress(plan: Any, out: Path, quiet: bool, **options: Any) -> Any
 
     try:
         return run_generate(
-            plan, out, progress=progress, log=lambda msg: click.echo(msg, err=True), **options
+            plan,
+            out,
+            progress=progress,
+            log=lambda msg: click.echo(msg, err=True),  # what resume keeps or redoes: always
+            **options,
         )
     except KeyboardInterrupt:  # Ctrl-C: the workers are gone already (turbsim.executors)
         # llvmlite objects a Numba compile left half-built fail in __del__: print no traceback

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 import pytest
+from cli_output import output_lines
 from click.testing import CliRunner, Result
 
 import turbsim
@@ -32,7 +33,7 @@ def run(command, *args: str) -> Result:
 
 
 def error_lines(result: Result) -> list[str]:
-    return [line for line in result.output.splitlines() if line.strip()]
+    return output_lines(result.output)
 
 
 # ------------------------------------------------------------------------------ turbsim

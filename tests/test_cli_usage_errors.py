@@ -49,6 +49,20 @@ CASES = [
     ("turbsim", "preview {t}/shards --out {o}/pv --sweep-cn2 abc", "--sweep-cn2"),
     ("turbsim", "preview {t}/shards --out {o}/pv --split nosuch", "--split"),
     ("turbsim", "sample-cityscapes {o}/s --n 0", "--n"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g --cn2 -1", "--cn2"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g --path-length 5:1", "--path-length"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g --shard-size 0", "--shard-size"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g --variants 0", "--variants"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g --size 8x8", "--size"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g --splits train,train", "--splits"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g --recipe nosuch", "--recipe"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g --shard-index 3", "--num-shards"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g --seed -1", "--seed"),
+    ("turbsim", "generate --cityscapes {t}/cs --out {o}/g -q -v", "--verbose"),
+    ("turbsim", "generate --images {t}/cs --cityscapes {t}/cs --out {o}/g", "--images"),
+    ("turbsim", "generate --images {t}/cs/leftImg8bit/train --out {o}/g", "--splits"),
+    ("turbsim", "export {t}/shards --out {o}/e --format bogus", "--format"),
+    ("turbsim", "export {t}/shards --out {o}/e --variant 5", "--variant"),
     ("fbseg", "train {t}/shards --out {o}/r --batch-size 0", "--batch-size"),
     ("fbseg", "train {t}/shards --out {o}/r --lr-s -1", "--lr-s"),
     ("fbseg", "train {t}/shards --out {o}/r --height 17", "--height"),
@@ -76,3 +90,46 @@ def test_usage_error_exits_2_naming_the_flag(place, tmp_path, cli, args, flag):
     assert last.startswith("Error:") and flag in last, result.stderr
     assert "Traceback" not in result.output
     assert list(out.iterdir()) == [], "a refused command wrote its output"
+
+
+def test_a_bad_value_in_a_recipe_file_names_the_file_and_exits_1(place, tmp_path) -> None:
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text("[physics]\ncn2 = -1.0\n")
+    args = ["generate", "--cityscapes", place / "cs", "--out", tmp_path / "g", "--recipe", recipe]
+    result = CliRunner().invoke(turbsim, [str(a) for a in args])
+    assert result.exit_code == 1, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: {recipe}: cn2 must be"), last
+
+
+def test_generate_help_shows_the_recipe_defaults_and_every_recipe() -> None:
+    from turbsim.recipe import DEFAULT_RECIPE, builtin_recipes
+
+    text = "".join(CliRunner().invoke(turbsim, ["generate", "--help"]).output.split())
+    assert f"[default:({DEFAULT_RECIPE['physics']['cn2']:g})]" in text
+    assert "[default:(train,val)]" in text and "[default:(native)]" in text
+    assert len(builtin_recipes()) >= 9
+    for name in builtin_recipes():
+        assert name in text, name
+
+
+def test_generate_verbose_prints_the_resolved_recipe(place, tmp_path) -> None:
+    args = ["generate", "--cityscapes", str(place / "cs"), "--out", str(tmp_path / "g"),
+            "--splits", "val", "--compression", "lzf", "-v"]  # fmt: skip
+    result = CliRunner().invoke(turbsim, args)
+    assert result.exit_code == 0, result.output
+    assert "# recipe hash" in result.stderr and "[physics]" in result.stderr
+    quiet = CliRunner().invoke(turbsim, [*args[:-1], "-q", "--overwrite"])
+    assert quiet.exit_code == 0, quiet.output
+    assert all(x.startswith("warning:") for x in quiet.stderr.splitlines()), quiet.stderr
+
+
+def test_large_field_warns_once_naming_the_camera_flag(place, tmp_path) -> None:
+    """32 x 64 px frames under the default camera: sigma_r = 5.6 px is 9 % of the width."""
+    base = ["generate", "--cityscapes", str(place / "cs"), "--out", str(tmp_path / "g"),
+            "--dry-run"]  # fmt: skip
+    warned = CliRunner().invoke(turbsim, base)
+    lines = [x for x in warned.stderr.splitlines() if x.startswith("warning:")]
+    assert len(lines) == 1 and "--focal-length" in lines[0] and "32x64 px" in lines[0], lines
+    scaled = CliRunner().invoke(turbsim, [*base, "--focal-length", "2000"])
+    assert scaled.exit_code == 0 and "warning:" not in scaled.stderr, scaled.stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_output import output_lines
 from click.testing import CliRunner
 
 from cli.turbsim_cmd import main
@@ -54,7 +55,7 @@ def _one_line_error(res, code: int, *needles: str) -> str:
     assert res.exit_code == code, res.output
     assert isinstance(res.exception, SystemExit), repr(res.exception)  # no uncaught exception
     assert "Traceback" not in res.output
-    [line] = [x for x in res.output.strip().splitlines() if not x.startswith("resume: ")]
+    [line] = [x for x in output_lines(res.output) if not x.startswith("resume: ")]
     assert line.startswith("Error: "), line
     for needle in needles:
         assert needle in line, line
@@ -82,7 +83,7 @@ def test_recipe_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     assert info.value.key == "recipe" and "\n" not in str(info.value)
     gen = _cli(["generate", "--cityscapes", str(tmp_path), "--out", str(tmp_path / "o"),
                 "--recipe", str(bad)])  # fmt: skip
-    _one_line_error(gen, 1, str(bad), "UTF-8")
+    _one_line_error(gen, 2, "--recipe", str(bad), "UTF-8")  # as params
     params = _cli(["params", "--recipe", str(bad), "--fold-fields", "0"])
     _one_line_error(params, 2, "--recipe", str(bad), "UTF-8")
     assert not (tmp_path / "o").exists()
@@ -284,7 +285,7 @@ def test_real_memory_limit_with_two_workers(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
-    [line] = proc.stderr.strip().splitlines()
+    [line] = output_lines(proc.stderr)
     assert line.startswith("Error: ") and "out of memory" in line and "2048x4096" in line
     # nothing looks complete, and no worker's half-written temporary is left behind
     assert not (out / "manifest.json").exists() and not list(out.rglob("*.tmp"))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_output import output_lines
 from click.testing import CliRunner
 
 from cli.turbsim_cmd import main
@@ -182,7 +183,7 @@ def test_cli_refuses_unphysical_values_before_writing(tree: Path, tmp_path: Path
     out = tmp_path / "never"
     res = _cli(["generate", "--cityscapes", str(tree), "--out", str(out), "--cn2", "-1e-12"])
     assert res.exit_code != 0 and "cn2" in res.output and "Traceback" not in res.output
-    assert len(res.output.strip().splitlines()) == 1
+    assert len(output_lines(res.output)) == 1
     assert not out.exists()
 
 
@@ -400,7 +401,7 @@ def test_existing_dataset_refusal_names_the_flags(tree: Path, tmp_path: Path) ->
     args += ["--compression", "lzf", "--quiet"]
     assert _cli(args).exit_code == 0
     res = _cli(args)
-    lines = res.output.strip().splitlines()
+    lines = output_lines(res.output)
     assert res.exit_code != 0 and len(lines) == 1, res.output
     assert "--resume" in lines[0] and "--overwrite" in lines[0] and "set resume" not in lines[0]
     help_text = _cli(["generate", "--help"]).output

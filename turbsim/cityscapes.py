@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -44,6 +44,9 @@ from turbsim.shards.schema import (
     IGNORE_LABEL,
     NUM_CLASSES,
 )
+
+if TYPE_CHECKING:
+    from turbsim.label_map import LabelMap
 
 LabelKind = Literal["labelIds", "labelTrainIds"]
 
@@ -127,6 +130,10 @@ class CityscapesSample:
         label_path: the ``_gtFine_labelIds.png`` (or ``_labelTrainIds.png``) file; None for the
             test split, whose labels are not public.
         label_kind: which kind of label file ``label_path`` is; None when there is none.
+        label_map: for a sample of an image folder (turbsim.image_folder), the map of its label
+            file's values to trainIds; None for a Cityscapes sample (``label_kind`` says).
+        image_shape: (H, W) [px] of the image from its header, when known (image folders): the
+            size of an all-ignore label without reading a PNG header.
     """
 
     split: str
@@ -135,6 +142,8 @@ class CityscapesSample:
     image_path: Path
     label_path: Path | None
     label_kind: LabelKind | None
+    label_map: LabelMap | None = None
+    image_shape: tuple[int, int] | None = None
 
     @property
     def has_labels(self) -> bool:
@@ -149,14 +158,16 @@ class SkippedFile(NamedTuple):
     reason: str
 
 
-class _PngHeader(NamedTuple):
+class PngHeader(NamedTuple):
+    """The IHDR fields turbsim checks: size [px], bit depth, PNG colour type (0 = grey)."""
+
     height: int
     width: int
     bit_depth: int
     color_type: int
 
 
-def _read_header(path: Path) -> _PngHeader:
+def _read_header(path: Path) -> PngHeader:
     """Parse the IHDR chunk of a PNG from its first 26 bytes (PNG spec, section 11.2.2)."""
     try:
         with open(path, "rb") as stream:
@@ -178,7 +189,7 @@ def _read_header(path: Path) -> _PngHeader:
     width, height, bit_depth, color_type = struct.unpack(">IIBB", head[16:26])
     if width == 0 or height == 0:
         raise _error(path, f"invalid PNG header (size {height}x{width})")
-    return _PngHeader(height, width, bit_depth, color_type)
+    return PngHeader(height, width, bit_depth, color_type)
 
 
 def png_size(path: Path | str) -> tuple[int, int]:
@@ -229,8 +240,9 @@ def png_is_complete(path: Path | str) -> bool:
     return start == _PNG_SIGNATURE and end == _PNG_IEND
 
 
-def _check_png(path: Path) -> _PngHeader:
+def check_png(path: Path | str) -> PngHeader:
     """Header of a PNG that is present, readable and complete; CityscapesError otherwise."""
+    path = Path(path)
     header = _read_header(path)
     if not png_is_complete(path):
         raise _error(path, "truncated (no IEND chunk at the end)")
@@ -351,12 +363,12 @@ def discover(
 
 def _check_sample(sample: CityscapesSample) -> None:
     """Raise CityscapesError naming the first bad file of a sample."""
-    image = _check_png(sample.image_path)
+    image = check_png(sample.image_path)
     if sample.label_path is None:
         return
     if not sample.label_path.exists():
         raise _error(sample.label_path, f"missing (label of {_short(sample.image_path)})")
-    label = _check_png(sample.label_path)
+    label = check_png(sample.label_path)
     if (label.height, label.width) != (image.height, image.width):
         raise _error(
             sample.label_path,
@@ -422,11 +434,14 @@ def _decode(path: Path, flags: int) -> np.ndarray:
 
 
 def read_image_rgb(path: Path | str) -> np.ndarray:
-    """Decode an image file to RGB.
+    """Decode an image file to RGB, its pixels as stored.
+
+    An EXIF orientation is not applied (cv2.IMREAD_IGNORE_ORIENTATION): the image keeps the size
+    its header says, the one its label and the plan were checked against.
 
     Args:
-        path: an image file (PNG for Cityscapes); grey images are expanded to 3 channels and an
-            alpha channel is dropped.
+        path: an image file (PNG, JPEG); grey images are expanded to 3 channels and an alpha
+            channel is dropped.
 
     Returns:
         uint8 (H, W, 3), channels in R, G, B order.
@@ -434,7 +449,7 @@ def read_image_rgb(path: Path | str) -> np.ndarray:
     Raises:
         CityscapesError: naming the file, when it is missing or cannot be decoded.
     """
-    image = _decode(Path(path), cv2.IMREAD_COLOR)
+    image = _decode(Path(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image.dtype != np.uint8:
         raise _error(path, f"unreadable (not an 8-bit image: {image.dtype})")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -444,8 +459,9 @@ def read_train_ids(sample: CityscapesSample) -> np.ndarray:
     """The trainId label image of a sample.
 
     labelIds are mapped with :data:`LABEL_ID_TO_TRAIN_ID`; labelTrainIds are used as they are,
-    with values outside 0 .. 18 set to 255; a sample without labels (test split) reads as all
-    255, with the image's size from its PNG header.
+    with values outside 0 .. 18 set to 255; a sample with a ``label_map`` (an image folder) has
+    its 8- or 16-bit label mapped by it; a sample without labels (test split, unlabelled
+    folders) reads as all 255, with the image's size from ``image_shape`` or its PNG header.
 
     Args:
         sample: from :func:`discover`.
@@ -455,12 +471,21 @@ def read_train_ids(sample: CityscapesSample) -> np.ndarray:
 
     Raises:
         CityscapesError: naming the file, when it is missing, undecodable or not 8-bit
-            single-channel.
+            (with a ``label_map``: 8- or 16-bit) single-channel.
+        turbsim.label_map.LabelMapError: a value the sample's ``label_map`` does not list.
     """
     if sample.label_path is None:
-        height, width = png_size(sample.image_path)
+        height, width = sample.image_shape or png_size(sample.image_path)
         return np.full((height, width), IGNORE_ID, np.uint8)
     label = _decode(sample.label_path, cv2.IMREAD_UNCHANGED)
+    if sample.label_map is not None:
+        if label.ndim != 2 or label.dtype not in (np.uint8, np.uint16):
+            raise _error(
+                sample.label_path,
+                f"not an 8- or 16-bit single-channel label image ({label.dtype}, shape "
+                f"{label.shape})",
+            )
+        return sample.label_map.apply(label, sample.label_path)
     if label.ndim != 2 or label.dtype != np.uint8:
         raise _error(
             sample.label_path,

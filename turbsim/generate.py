@@ -1,6 +1,7 @@
-"""Cityscapes -> hot-weather HDF5 shards: the driver, the output folder, the manifest.
+"""Cityscapes (or any image folder) -> hot-weather HDF5 shards: the driver, the manifest.
 
-Flow (one way): a :class:`~turbsim.recipe.Recipe` and a Cityscapes root make a
+Flow (one way): a :class:`~turbsim.recipe.Recipe` and a Cityscapes root (:func:`make_plan`) or
+an image folder (:func:`make_folder_plan`) make a
 :class:`~turbsim.plan.Plan` (validated inputs cut into self-contained, picklable
 :class:`~turbsim.plan.ShardTask` s); :func:`generate` prepares the output folder
 (turbsim.outfolder: checked and locked before anything is deleted), keeps shards already
@@ -21,6 +22,7 @@ The names of the former single module stay importable from here.
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import subprocess
 import time
@@ -34,6 +36,7 @@ import numpy as np
 
 from turbsim import shards
 from turbsim.executors import run_dask, run_local
+from turbsim.image_folder import make_folder_plan
 from turbsim.outfolder import (
     RECIPE_FILE,
     claim_output,
@@ -81,6 +84,7 @@ __all__ = [
     "describe_plan",
     "generate",
     "library_versions",
+    "make_folder_plan",
     "make_plan",
     "parse_shard_list",
     "prepare_output",
@@ -167,6 +171,7 @@ def build_manifest(plan: Plan, records: dict[int, dict[str, Any]]) -> dict[str, 
         },
         "skipped": skipped,
         "shards": shard_list,
+        **({} if plan.source is None else {"source": plan.source}),
     }
 
 
@@ -246,6 +251,8 @@ def generate(
     too_large = frame_size_problem(plan)
     if too_large is not None:
         raise GenerateError(too_large, "size")
+    if resume or subset:
+        _check_same_input(out, plan.recipe)
     with claim_output(out, plan.recipe, resume, overwrite, subset):
         if subset:
             clean_stale_temporaries(out, selected)
@@ -269,6 +276,40 @@ def generate(
         seconds=time.perf_counter() - t0,
         manifest_written=not missing,
         missing_shards=missing,
+    )
+
+
+def _describe_input(value: Any) -> str:
+    """An input record of a recipe in words: ``Cityscapes tree``, ``image folder, label map x``."""
+    if not isinstance(value, dict):
+        return "a Cityscapes tree"
+    label_map = value.get("label_map")
+    named = label_map if isinstance(label_map, str) else "from a file"
+    return f"an image folder (label map {named})"
+
+
+def _check_same_input(out: Path, recipe: Recipe) -> None:
+    """Refuse, in words, to continue a dataset made from another kind of input or label map.
+
+    The recipe digest tells them apart anyway (turbsim.outfolder refuses "another recipe");
+    this says what differs. Reads only ``recipe.json``; an unreadable one is left to outfolder.
+
+    Raises:
+        GenerateError: (key ``"out"``) naming both inputs.
+    """
+    try:
+        previous = json.loads((out / RECIPE_FILE).read_text())["recipe"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if not isinstance(previous, dict) or previous.get("input") == recipe.data.get("input"):
+        return
+    before, now = _describe_input(previous.get("input")), _describe_input(recipe.data.get("input"))
+    if before == now:
+        now += " with other values"
+    raise GenerateError(
+        f"{out}: was made from {before}, this run reads {now} (the input conventions are part "
+        "of the recipe); use the same --images/--labels/--label-map, or --overwrite",
+        "out",
     )
 
 

@@ -1,7 +1,8 @@
 """The plan of a generate run: validated inputs cut into self-contained, picklable shard tasks.
 
 :func:`make_plan` discovers and validates a Cityscapes tree (no image is decoded) and cuts each
-split into :class:`ShardTask` s of ``recipe.shard_size`` samples; :func:`select_tasks` picks the
+split into :class:`ShardTask` s of ``recipe.shard_size`` samples (any folder of images:
+:func:`turbsim.image_folder.make_folder_plan`, with the same tasks); :func:`select_tasks` picks the
 subset one run renders (all, every N-th, or a list such as ``"3,7-9"``), so that SLURM arrays
 share one output folder; :func:`describe_plan` is the dry-run text.
 """
@@ -11,11 +12,17 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from turbsim.cityscapes import CityscapesSample, SkippedFile, discover, png_size, validate
+from turbsim.label_map import LabelMap
+from turbsim.quantities import field_scale_warning
 from turbsim.recipe import Recipe
 
 #: The largest frame generate renders [px per image, native or stored]: 2**28 = 268,435,456 px
@@ -47,7 +54,12 @@ class GenerateError(RuntimeError):
 
 @dataclass(frozen=True)
 class PlannedSample:
-    """One output sample: a source image/label pair and a variant number."""
+    """One output sample: a source image/label pair and a variant number.
+
+    ``stem`` is the stored name and the seed's key (turbsim.seeding). ``label_map`` and
+    ``image_shape`` (H, W) [px] are set for samples of an image folder only (see
+    :class:`~turbsim.cityscapes.CityscapesSample`).
+    """
 
     split: str
     stem: str
@@ -55,16 +67,20 @@ class PlannedSample:
     image_path: str
     label_path: str | None
     label_kind: str | None
+    label_map: LabelMap | None = None
+    image_shape: tuple[int, int] | None = None
 
     def source(self) -> CityscapesSample:
-        """The Cityscapes sample this output sample is rendered from."""
+        """The sample this output sample is rendered from (read by turbsim.cityscapes)."""
         return CityscapesSample(
             split=self.split,
             city=self.stem.split("_")[0],
             stem=self.stem,
             image_path=Path(self.image_path),
             label_path=None if self.label_path is None else Path(self.label_path),
-            label_kind=self.label_kind,
+            label_kind=self.label_kind,  # type: ignore[arg-type]
+            label_map=self.label_map,
+            image_shape=self.image_shape,
         )
 
 
@@ -85,7 +101,11 @@ class ShardTask:
 
 @dataclass
 class Plan:
-    """The validated inputs of a run cut into shards."""
+    """The validated inputs of a run cut into shards.
+
+    ``source`` is None for a Cityscapes tree; for an image folder it describes the input (the
+    folders, the label map, each image's relative path) and goes into the manifest as is.
+    """
 
     recipe: Recipe
     source_root: str
@@ -93,6 +113,7 @@ class Plan:
     skipped: list[SkippedFile] = field(default_factory=list)
     input_list_hash: str = ""
     label_note: dict[str, str] = field(default_factory=dict)
+    source: dict[str, Any] | None = None
 
     @property
     def n_samples(self) -> int:
@@ -132,18 +153,12 @@ def make_plan(cityscapes_root: Path, recipe: Recipe, skip_bad: bool = False) -> 
         if not good:
             raise GenerateError(f"{cityscapes_root}: no usable images in split {split!r}")
         usable[split] = good
-    _check_plan_size(sum(len(good) for good in usable.values()), recipe.variants)
+    check_plan_size(sum(len(good) for good in usable.values()), recipe.variants)
     for split, good in usable.items():
         if all(s.label_path is None for s in good):
             label_note[split] = "no labels (all 255): Cityscapes test labels are not public"
-        sizes = {png_size(s.image_path) for s in good}
-        native = sizes.pop()
-        if sizes and recipe.size is None:
-            raise GenerateError(
-                f"{cityscapes_root}: split {split!r} has images of different sizes "
-                f"({native} and {sorted(sizes)[0]}); set a common stored size (HxW)",
-                "size",
-            )
+        native = native_size(cityscapes_root, split, {png_size(s.image_path) for s in good}, recipe)
+        warn_if_field_large(recipe, native)
         planned = [
             PlannedSample(
                 split,
@@ -160,7 +175,9 @@ def make_plan(cityscapes_root: Path, recipe: Recipe, skip_bad: bool = False) -> 
             rel_img = os.path.relpath(s.image_path, cityscapes_root)
             rel_lab = "" if s.label_path is None else os.path.relpath(s.label_path, cityscapes_root)
             hasher.update(f"{split}\t{s.stem}\t{rel_img}\t{rel_lab}\n".encode())
-        tasks += _cut(split, planned, recipe.shard_size, native, recipe.size or native, len(tasks))
+        tasks += cut_shards(
+            split, planned, recipe.shard_size, native, recipe.size or native, len(tasks)
+        )
     return Plan(
         recipe=recipe,
         source_root=str(Path(cityscapes_root).resolve()),
@@ -171,7 +188,53 @@ def make_plan(cityscapes_root: Path, recipe: Recipe, skip_bad: bool = False) -> 
     )
 
 
-def _check_plan_size(images: int, variants: int) -> None:
+def native_size(
+    root: Path | str, split: str, sizes: set[tuple[int, int]], recipe: Recipe
+) -> tuple[int, int]:
+    """The (H, W) [px] of a split's images, from the set of their header sizes (emptied).
+
+    When they differ and the recipe sets a stored size, it is the one ``sizes.pop()`` gives (the
+    manifest's ``native_sizes`` then names one of them; every image is distorted at its own).
+
+    Raises:
+        GenerateError: (key ``"size"``) the images differ in size and the recipe keeps the
+            native size.
+    """
+    native = sizes.pop()
+    if sizes and recipe.size is None:
+        raise GenerateError(
+            f"{root}: split {split!r} has images of different sizes "
+            f"({native} and {sorted(sizes)[0]}); set a common stored size (HxW)",
+            "size",
+        )
+    return native
+
+
+class FieldScaleWarning(UserWarning):
+    """The recipe's tilt field is large against the frames (see :func:`warn_if_field_large`)."""
+
+
+#: Parameter draws (from ``numpy.random.default_rng(0)``) whose median sigma_r is judged.
+FIELD_SCALE_DRAWS = 32
+
+
+def warn_if_field_large(recipe: Recipe, native: tuple[int, int]) -> None:
+    """Warn (:class:`FieldScaleWarning`) when the recipe's median sigma_r exceeds
+    :data:`turbsim.quantities.LARGE_FIELD_FRACTION` of the width of the frames it distorts.
+
+    Args:
+        recipe: the run's recipe (ranges are sampled :data:`FIELD_SCALE_DRAWS` times from a
+            fixed generator, so the verdict is reproducible and draws no sample's randomness).
+        native: (H, W) [px] of a split's images, at which the fields are rendered.
+    """
+    rng = np.random.default_rng(0)
+    draws = [recipe.sample_params(rng) for _ in range(FIELD_SCALE_DRAWS)]
+    message = field_scale_warning(draws, native)
+    if message is not None:
+        warnings.warn(message, FieldScaleWarning, stacklevel=2)
+
+
+def check_plan_size(images: int, variants: int) -> None:
     """Refuse a plan of more than :data:`MAX_PLAN_SAMPLES` samples, from its counts alone.
 
     Raises:
@@ -187,7 +250,7 @@ def _check_plan_size(images: int, variants: int) -> None:
         )
 
 
-def _cut(
+def cut_shards(
     split: str,
     planned: list[PlannedSample],
     shard_size: int,
@@ -302,6 +365,15 @@ def describe_plan(plan: Plan, selected: Iterable[ShardTask] | None = None) -> st
     """Human-readable plan for a dry run: images, shards, sizes, estimated bytes."""
     tasks = list(plan.tasks if selected is None else selected)
     lines = [f"source: {plan.source_root}"]
+    if plan.source is not None:  # an image folder
+        label_map = plan.source["label_map"]
+        if plan.source.get("label_map_file"):
+            label_map = f"{label_map} {plan.source['label_map_file']}"
+        lines.append(
+            f"labels: {plan.source['labels']} (label map {label_map})"
+            if plan.source.get("labels")
+            else "labels: none (all 255)"
+        )
     for split in plan.recipe.splits:
         st = [t for t in tasks if t.split == split]
         if not st:

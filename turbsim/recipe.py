@@ -90,6 +90,10 @@ DEFAULT_RECIPE: dict[str, Any] = {
 OPTIONAL_DEFAULTS: dict[str, Any] = {"blur": "none", "flow_resample": "nearest"}
 
 _TOP_KEYS = set(DEFAULT_RECIPE)
+
+#: The recipe key of the input conventions (:meth:`Recipe.with_input`): set by the plan from the
+#: command line (``--images``, ``--labels``, ``--label-map``), not a recipe-file key.
+INPUT_KEY = "input"
 _PHYSICS_ALL = set(PHYSICS_KEYS) | {"wave"}
 
 
@@ -312,6 +316,19 @@ class Recipe:
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
+    @property
+    def input(self) -> Mapping[str, Any] | None:
+        """How the input is read when it is not a Cityscapes tree (``data["input"]``), e.g.
+        ``{"layout": "image-folder", "label_map": "trainids"}``; None for Cityscapes."""
+        value = self.data.get(INPUT_KEY)
+        return None if value is None else MappingProxyType(value)
+
+    def with_input(self, value: Mapping[str, Any]) -> Recipe:
+        """This recipe with ``data["input"] = value``: the input conventions that set the bytes
+        (an image folder's label map) join the recipe, so its digest, which resume compares,
+        tells them apart. A Cityscapes recipe has no such key, so its digest is unchanged."""
+        return Recipe({**self.data, INPUT_KEY: copy.deepcopy(dict(value))})
+
     def sample_params(self, rng: np.random.Generator) -> TurbulenceParams:
         """Draw one image's physical parameters (fixed values stay fixed; ranges are sampled in
         the fixed order of :data:`PHYSICS_KEYS`, so the draw is reproducible)."""
@@ -514,8 +531,14 @@ def recipe_to_toml(recipe: Recipe) -> str:
             return "[" + ", ".join(fmt(x) for x in v) + "]"
         return json.dumps(str(v))
 
-    lines = [f"{k} = {fmt(v)}" for k, v in recipe.data.items() if k != "physics"]
+    lines = [f"{k} = {fmt(v)}" for k, v in recipe.data.items() if k not in ("physics", INPUT_KEY)]
     lines.append("")
     lines.append("[physics]")
     lines += [f"{k} = {fmt(v)}" for k, v in recipe.data["physics"].items()]
+    if recipe.input is not None:
+        lines.append("")
+        lines.append(
+            "# input: from --images/--labels/--label-map (not a recipe-file key); in the hash"
+        )
+        lines.append(f"# input = {json.dumps(dict(recipe.input), sort_keys=True)}")
     return "\n".join(lines) + "\n"
