@@ -61,7 +61,7 @@ def _blur_times(repeats: int, threads: int) -> list[dict]:
 
 def _generate_seconds(cs: Path, out: Path, n_images: int, blur: str) -> float:
     cmd = [
-        sys.executable, "-m", "cli.turbsim_cmd", "generate", "--cityscapes", str(cs),
+        sys.executable, "-m", "turbsim_cli.turbsim_cmd", "generate", "--cityscapes", str(cs),
         "--out", str(out), "--recipe", "bmvc2020", "--splits", "train", "--quiet",
         "--overwrite", "--blur", blur, "--shard-size", str(n_images),
     ]  # fmt: skip
@@ -72,7 +72,8 @@ def _generate_seconds(cs: Path, out: Path, n_images: int, blur: str) -> float:
 
 def _tree(root: Path, n: int) -> Path:
     cmd = [
-        sys.executable, "-m", "cli.turbsim_cmd", "sample-cityscapes", str(root), "--n", str(n),
+        sys.executable, "-m", "turbsim_cli.turbsim_cmd", "sample-cityscapes", str(root),
+        "--n", str(n),
         "--height", "1024", "--width", "2048", "--splits", "train", "--seed", "3", "--overwrite",
     ]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

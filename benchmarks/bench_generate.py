@@ -87,7 +87,9 @@ def main() -> None:
             write_sample_tree(trees[n], n=n, height=1024, width=2048, seed=0, splits=("train",))
         # warm the correlation-table cache and the Numba cache once
         subprocess.run(
-            [sys.executable, "-m", "cli.turbsim_cmd", "params"], check=True, capture_output=True
+            [sys.executable, "-m", "turbsim_cli.turbsim_cmd", "params"],
+            check=True,
+            capture_output=True,
         )
         n = args.images
 
@@ -113,7 +115,7 @@ def main() -> None:
             cmd = [
                 sys.executable,
                 "-m",
-                "cli.turbsim_cmd",
+                "turbsim_cli.turbsim_cmd",
                 "generate",
                 "--cityscapes",
                 str(trees[images]),

@@ -8,23 +8,23 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from cli.fbseg_errors import (
+from turbsim_cli.fbseg_errors import (
     check_output_place,
     config_error,
     interrupted,
     os_error,
     out_of_memory,
 )
-from cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
-from cli.progress_bar import (
+from turbsim_cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
+from turbsim_cli.progress_bar import (
     QUIET,
     Reporter,
     show_library_notices,
     verbosity,
     verbosity_options,
 )
-from cli.train_options import train_options
+from turbsim_cli.train_options import train_options
+
 from feedbackseg.config import (
     DEVICES,
     INPUTS,

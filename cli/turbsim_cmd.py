@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from cli import turbsim_physics as physics_commands
-from cli.options import (
+from turbsim_cli import turbsim_physics as physics_commands
+from turbsim_cli.options import (
     PHYSICS_FLAGS,
     WAVE_CHOICES,
     OneLineErrorGroup,
@@ -28,7 +27,8 @@ from cli.options import (
     recipe_default,
     write_error,
 )
-from cli.progress_bar import VERBOSE, show_library_notices, verbosity, verbosity_options
+from turbsim_cli.progress_bar import VERBOSE, show_library_notices, verbosity, verbosity_options
+
 from turbsim.recipe import builtin_recipes
 from turbsim.shards.schema import (
     BLUR_MODES,
@@ -591,7 +591,7 @@ def info(out: Path) -> None:
         raise click.ClickException(str(error)) from None
 
 
-from cli.turbsim_export import export  # noqa: E402  (a command of its own module)
+from turbsim_cli.turbsim_export import export  # noqa: E402  (a command of its own module)
 
 main.add_command(export)
 

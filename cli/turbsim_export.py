@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from turbsim_cli.options import bad_parameter, one_line, write_error
+from turbsim_cli.progress_bar import NORMAL, QUIET, Reporter
 
-from cli.options import bad_parameter, one_line, write_error
-from cli.progress_bar import NORMAL, QUIET, Reporter
 from turbsim.export import FORMATS
 
 #: ExportError.key -> flag, for the errors that are flag mistakes (exit 2).

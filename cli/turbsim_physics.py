@@ -1,5 +1,5 @@
 """The ``turbsim`` commands that inspect the physics without data: ``params``, ``field`` and
-``plot-stats`` (registered on the group in :mod:`cli.turbsim_cmd`).
+``plot-stats`` (registered on the group in :mod:`turbsim_cli.turbsim_cmd`).
 
 Each parses its flags, calls the library (``turbsim.quantities``, ``turbsim.folding``,
 ``turbsim.diagnostics``) and prints; numba and scipy are imported inside the commands.
@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from cli.options import (
+from turbsim_cli.options import (
     IMAGE_SIZE,
     PHYSICS_FLAGS,
     bad_parameter,
@@ -22,6 +21,7 @@ from cli.options import (
     positive_floats,
     write_error,
 )
+
 from turbsim.shards.schema import NORMALIZE_CHOICES
 
 

@@ -1,5 +1,7 @@
 """The dataset recipes shipped with turbsim (TOML files; read with importlib.resources).
 
-A package only so that the recipes travel inside the wheel: ``turbsim.recipe`` finds them with
-``importlib.resources.files("data_manifests")`` in a source checkout and an installed wheel alike.
+A package only so that the recipes travel inside the wheel. It installs as
+``turbsim_data_manifests`` (pyproject.toml maps the folder to that name, editable installs
+included): ``turbsim.recipe`` finds the recipes with
+``importlib.resources.files("turbsim_data_manifests")``.
 """

@@ -45,7 +45,7 @@ class EvalError(ValueError):
 
     Attributes:
         key: the argument at fault (e.g. ``"height"``) when one is, else None; a command line
-            maps it to its flag (``cli.options.bad_parameter``).
+            maps it to its flag (``turbsim_cli.options.bad_parameter``).
     """
 
     def __init__(self, message: str, key: str | None = None) -> None:

@@ -216,8 +216,7 @@ def _generate(cli_run, cs, out, *extra: str) -> None:
 
 def test_generate_with_blur_is_reproducible_and_records_r0(tmp_path) -> None:
     from click.testing import CliRunner
-
-    from cli.turbsim_cmd import main
+    from turbsim_cli.turbsim_cmd import main
 
     def cli_run(*args: str):
         return CliRunner().invoke(main, list(args), catch_exceptions=False)

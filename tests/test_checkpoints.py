@@ -11,8 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
+from turbsim_cli.fbseg_cmd import main as fbseg
 
-from cli.fbseg_cmd import main as fbseg
 from feedbackseg.checkpoints import (
     CheckpointError,
     OriginalCheckpointWarning,

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner, Result
+from turbsim_cli import options
+from turbsim_cli.fbseg_cmd import main as fbseg
+from turbsim_cli.turbsim_cmd import main as turbsim_cli
 
 import turbsim
-from cli import options
-from cli.fbseg_cmd import main as fbseg
-from cli.turbsim_cmd import main as turbsim_cli
 from turbsim.quantities import describe
 from turbsim.shards import schema
 from turbsim.viz import field_to_rgb

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main as fbseg
+from turbsim_cli.turbsim_cmd import main as turbsim
 
-from cli.fbseg_cmd import main as fbseg
-from cli.turbsim_cmd import main as turbsim
 from feedbackseg.config import resolve_config
 from feedbackseg.train import train
 from turbsim.generate import generate, make_plan
@@ -61,6 +61,9 @@ CASES = [
     ("turbsim", "generate --cityscapes {t}/cs --out {o}/g -q -v", "--verbose"),
     ("turbsim", "generate --images {t}/cs --cityscapes {t}/cs --out {o}/g", "--images"),
     ("turbsim", "generate --images {t}/cs/leftImg8bit/train --out {o}/g", "--splits"),
+    ("turbsim", "verify", "SHARDS"),
+    ("turbsim", "info", "SHARDS"),
+    ("fbseg", "import-checkpoint {o}/a.pth", "OUT"),
     ("turbsim", "export {t}/shards --out {o}/e --format bogus", "--format"),
     ("turbsim", "export {t}/shards --out {o}/e --variant 5", "--variant"),
     ("fbseg", "train {t}/shards --out {o}/r --batch-size 0", "--batch-size"),

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main as fbseg
+from turbsim_cli.progress_bar import QUIET, Reporter, show_library_notices
+from turbsim_cli.turbsim_cmd import main as turbsim_main
 
-from cli.fbseg_cmd import main as fbseg
-from cli.progress_bar import QUIET, Reporter, show_library_notices
-from cli.turbsim_cmd import main as turbsim_main
 from feedbackseg.config import resolve_config
 from feedbackseg.data import ShardDataset
 from feedbackseg.evaluate import evaluate

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main
 
-from cli.fbseg_cmd import main
 from feedbackseg.config import MODES, RECIPES, ConfigError, TrainConfig, resolve_config
 
 #: SPEC-feedbackseg section 4 (with the values sections 1-3 fix), written out here on purpose:

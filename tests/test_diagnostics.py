@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from turbsim_cli.turbsim_cmd import main
 
-from cli.turbsim_cmd import main
 from turbsim import TurbulenceParams
 from turbsim.diagnostics import (
     correlation_curves,

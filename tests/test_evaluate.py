@@ -18,9 +18,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
+from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.evaluate as evaluate_module
-from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import save_checkpoint
 from feedbackseg.cityscapes_labels import (
     CITYSCAPES_CLASSES,

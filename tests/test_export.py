@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from shards_samples import make_sample, write_shard
+from turbsim_cli.turbsim_cmd import main
 
-from cli.turbsim_cmd import main
 from turbsim import _files, export, shards
 from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID
 from turbsim.generate import generate, make_plan

@@ -23,10 +23,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 from test_fbseg_faults import FAST, _fill_disk, _make_shards, _one_line_error
+from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.evaluate as evaluate_module
 import feedbackseg.predict as predict_module
-from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import load_checkpoint
 from feedbackseg.config import TrainConfig, resolve_config
 from feedbackseg.models import TRAIN_STEPS
@@ -135,7 +135,9 @@ def test_disk_full_names_the_path_in_eval_predict_compare(
     _fill_disk(monkeypatch, _files, 0)  # every published file: ENOSPC on the first write
     line = _one_line_error(_invoke("eval", best, str(shards), "--json", str(json_path)), True)
     assert line == f"Error: {json_path}: {DISK_FULL}"
-    line = _one_line_error(_invoke("eval", best, str(shards), "--save-predictions", str(preds)))
+    line = _one_line_error(
+        _invoke("eval", best, str(shards), "--save-predictions", str(preds)), True
+    )
     assert line.startswith(f"Error: {preds}/") and line.endswith(f".png: {DISK_FULL}"), line
     line = _one_line_error(_invoke("predict", best, str(image), "--out", str(tmp_path / "p"),
                                    "--device", "cpu"))  # fmt: skip
@@ -216,7 +218,7 @@ def test_out_of_memory_in_eval_and_predict_is_one_line(
     monkeypatch.setattr(predict_module, "infer", exhausted)
     result = _invoke("eval", str(trained / "best.pt"), str(shards), "--json",
                      str(tmp_path / "e.json"))  # fmt: skip
-    line = _one_line_error(result)
+    line = _one_line_error(result, True)
     assert result.exit_code == 1 and line.startswith("Error: out of memory"), line
     assert "32x64 px" in line and "--height" in line and "--batch-size" in line, line
     assert not (tmp_path / "e.json").exists()
@@ -344,7 +346,8 @@ def _holds_shards(pid: int) -> bool:
 def _start_trainer(shards: Path, run: Path, stderr: Path) -> subprocess.Popen:
     """``fbseg train --workers 2`` for a long time, in its own session (a terminal's group);
     its stderr goes to a file (orphaned workers would hold a pipe open)."""
-    command = [sys.executable, "-m", "cli.fbseg_cmd", "train", str(shards), "--out", str(run),
+    command = [sys.executable, "-m", "turbsim_cli.fbseg_cmd", "train", str(shards),
+               "--out", str(run),
                "--small", "--height", "32", "--batch-size", "2", "--workers", "2", "--device",
                "cpu", "--max-steps", "100000", "--val-split", "none", "--checkpoint-every",
                "100000", "--log-every", "100000"]  # fmt: skip

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main
 
 import turbsim._files as files_module
-from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import load_checkpoint
 from feedbackseg.rundir import read_metrics
 from feedbackseg.study import EVAL_NAME, run_dir
@@ -50,7 +50,7 @@ import os, sys
 import torch
 from click.testing import CliRunner
 import feedbackseg.train as train_module
-from cli.fbseg_cmd import main
+from turbsim_cli.fbseg_cmd import main
 
 torch.set_num_threads(1)
 fault, last_step, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]

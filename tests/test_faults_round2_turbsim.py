@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner
+from turbsim_cli.turbsim_cmd import main
 
-from cli.turbsim_cmd import main
 from turbsim import blur, shards, theory
 from turbsim.generate import generate, make_plan
 from turbsim.params import REFERENCE_PARAMS, TurbulenceParams
@@ -279,7 +279,7 @@ def test_real_memory_limit_with_two_workers(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
 
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.turbsim_cmd", *_common(big, out), "--workers", "2",
+        [sys.executable, "-m", "turbsim_cli.turbsim_cmd", *_common(big, out), "--workers", "2",
          "--shard-size", "1"],
         env=ENV, capture_output=True, text=True, timeout=300, preexec_fn=limit,
     )  # fmt: skip
@@ -383,7 +383,8 @@ def test_overwrite_started_during_a_plain_runs_start_up_is_refused(
     """The probe: `generate`, then `--overwrite --seed 2` while the first one starts."""
     generate(make_plan(tree, _recipe()), tmp_path / "warm")  # correlation table into the cache
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "cli.turbsim_cmd", *_common(tree, out), "--compression", "lzf",
+    cmd = [sys.executable, "-m", "turbsim_cli.turbsim_cmd", *_common(tree, out),
+           "--compression", "lzf",
            "--shard-size", "1"]  # fmt: skip
     first = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lock = out / ".turbsim.lock"

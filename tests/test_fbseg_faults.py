@@ -16,11 +16,11 @@ import h5py
 import pytest
 import torch
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.rundir as rundir_module
 import feedbackseg.train as train_module
 import feedbackseg.weights as weights_module
-from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import load_checkpoint
 from feedbackseg.config import ConfigError, resolve_config
 from feedbackseg.data import DataError, ShardDataset, pixel_counts
@@ -134,7 +134,7 @@ import sys
 import torch
 import feedbackseg.config
 from click.testing import CliRunner
-from cli.fbseg_cmd import main
+from turbsim_cli.fbseg_cmd import main
 from feedbackseg.models.restorer import Restorer
 
 torch.set_num_threads(1)

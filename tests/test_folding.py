@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from turbsim_cli.turbsim_cmd import main
 
-from cli.turbsim_cmd import main
 from turbsim import TurbulenceParams
 from turbsim.folding import (
     estimate_fold_fraction,

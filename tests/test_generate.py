@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner
+from turbsim_cli.turbsim_cmd import main
 
-from cli.turbsim_cmd import main
 from turbsim import shards
 from turbsim.cityscapes import discover, read_image_rgb, read_train_ids
 from turbsim.generate import GenerateError, generate, make_plan, parse_shard_list, select_tasks
@@ -267,7 +267,7 @@ def test_kill_then_resume_gives_identical_arrays(tree: Path, tmp_path: Path) -> 
     ref, out = tmp_path / "ref", tmp_path / "out"
     common = ["--cityscapes", str(tree), "--quiet", "--compression", "lzf", "--shard-size", "1"]
     generate(make_plan(tree, _recipe(shard_size=1)), ref)
-    cmd = [sys.executable, "-m", "cli.turbsim_cmd", "generate", "--out", str(out), *common]
+    cmd = [sys.executable, "-m", "turbsim_cli.turbsim_cmd", "generate", "--out", str(out), *common]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

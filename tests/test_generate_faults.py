@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner
+from turbsim_cli.turbsim_cmd import main
 
-from cli.turbsim_cmd import main
 from turbsim import cityscapes, shards
 from turbsim.generate import GenerateError, generate, make_plan
 from turbsim.recipe import resolve_recipe
@@ -361,7 +361,7 @@ def test_two_shard_tasks_started_together_write_the_manifest(tree: Path, tmp_pat
     generate(make_plan(tree, _recipe()), tmp_path / "warm")  # correlation table into the cache
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    common = [sys.executable, "-m", "cli.turbsim_cmd", *_common(tree, out)]
+    common = [sys.executable, "-m", "turbsim_cli.turbsim_cmd", *_common(tree, out)]
     common += ["--compression", "lzf", "--shard-size", "1", "--num-shards", "2"]
     procs = [
         subprocess.Popen(

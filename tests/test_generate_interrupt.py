@@ -54,7 +54,7 @@ def reference(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _command(tree: Path, out: Path, *extra: str) -> list[str]:
     """The installed ``turbsim`` script when there is one (as a user runs it), else ``-m``."""
     script = Path(sys.executable).with_name("turbsim")
-    head = [str(script)] if script.is_file() else [sys.executable, "-m", "cli.turbsim_cmd"]
+    head = [str(script)] if script.is_file() else [sys.executable, "-m", "turbsim_cli.turbsim_cmd"]
     return [
         *head,
         "generate",
@@ -290,7 +290,7 @@ def test_ctrl_c_hides_finalizer_errors_of_half_built_objects(tree: Path, tmp_pat
         "    atexit.register(gc.collect)\n"
         "    raise KeyboardInterrupt\n"
         "turbsim.generate.generate = interrupted\n"
-        "from cli.turbsim_cmd import main\n"
+        "from turbsim_cli.turbsim_cmd import main\n"
         "sys.argv = ['turbsim'] + sys.argv[1:]\n"
         "main()\n"
     )

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from turbsim_cli.turbsim_cmd import main
 
-from cli.turbsim_cmd import main
 from turbsim import shards
 from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID, CityscapesError
 from turbsim.generate import GenerateError, generate, make_folder_plan

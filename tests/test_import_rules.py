@@ -115,7 +115,7 @@ def violations(source: str, path: str) -> list[str]:
     for imp in imports_of(source, path):
         module = imp.module
         if top == "turbsim":
-            for banned in ("torch", "click", "feedbackseg", "cli"):
+            for banned in ("torch", "click", "feedbackseg", "cli", "turbsim_cli"):
                 if banned == "torch" and path == TORCH_MODULE:
                     continue
                 if _is(module, banned):
@@ -141,7 +141,7 @@ def violations(source: str, path: str) -> list[str]:
             )
             if _is(module, "turbsim") and not via_shards:
                 flag(imp, "feedbackseg touches turbsim only via turbsim.shards, _files or augment")
-            if _is(module, "cli"):
+            if _is(module, "cli") or _is(module, "turbsim_cli"):
                 flag(imp, "feedbackseg must not import the CLI")
     return problems
 
@@ -175,6 +175,8 @@ def _python_files() -> list[Path]:
         ("turbsim/folding.py", "import torch\n"),
         ("turbsim/augment.py", "import click\n"),
         ("feedbackseg/data.py", "from cli.options import IMAGE_SIZE\n"),
+        ("feedbackseg/data.py", "from turbsim_cli.options import IMAGE_SIZE\n"),
+        ("turbsim/field.py", "import turbsim_cli.options\n"),
     ],
 )
 def test_checker_flags_bad_source(path: str, source: str) -> None:
@@ -239,10 +241,12 @@ def _roots(modules: set[str]) -> set[str]:
 def test_importing_turbsim_loads_no_torch_click_or_other_packages() -> None:
     roots = _roots(_fresh_interpreter_modules("import turbsim"))
     assert "turbsim" in roots
-    assert roots.isdisjoint({"torch", "click", "feedbackseg", "cli", "matplotlib"})
+    assert roots.isdisjoint({"torch", "click", "feedbackseg", "cli", "turbsim_cli", "matplotlib"})
 
 
-@pytest.mark.parametrize("module", ["cli.turbsim_cmd", "cli.fbseg_cmd", "feedbackseg"])
+@pytest.mark.parametrize(
+    "module", ["turbsim_cli.turbsim_cmd", "turbsim_cli.fbseg_cmd", "feedbackseg"]
+)
 def test_command_modules_do_not_import_torch(module: str) -> None:
     roots = _roots(_fresh_interpreter_modules(f"import {module}"))
     assert "torch" not in roots
@@ -256,7 +260,7 @@ def test_every_turbsim_module_but_augment_is_torch_free() -> None:
         if p.relative_to(REPO).as_posix() != TORCH_MODULE
     )
     assert "turbsim.folding" in names and "turbsim.augment" not in names
-    statement = "; ".join(f"import {n}" for n in [*names, "cli.turbsim_cmd"])
+    statement = "; ".join(f"import {n}" for n in [*names, "turbsim_cli.turbsim_cmd"])
     assert "torch" not in _roots(_fresh_interpreter_modules(statement))
 
 

@@ -31,7 +31,10 @@ def test_turbsim_dependencies_exclude_torch() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert not [d for d in project["dependencies"] if d.lower().startswith("torch")]
     assert any(d.startswith("torch") for d in project["optional-dependencies"]["train"])
-    assert project["scripts"] == {"turbsim": "cli.turbsim_cmd:main", "fbseg": "cli.fbseg_cmd:main"}
+    assert project["scripts"] == {
+        "turbsim": "turbsim_cli.turbsim_cmd:main",
+        "fbseg": "turbsim_cli.fbseg_cmd:main",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +81,27 @@ def test_wheel_contains_the_recipes(wheel_env: tuple[Path, Path]) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {p.name for p in (REPO / "data_manifests").glob("*.toml")}
     assert {"bmvc2020.toml", "weak.toml"} <= shipped
-    assert {f"data_manifests/{n}" for n in shipped} <= names
+    assert {f"turbsim_data_manifests/{n}" for n in shipped} <= names
     studies = {p.name for p in (REPO / "feedbackseg" / "studies").glob("*.toml")}
     assert {"cpu.toml", "paper.toml"} <= studies
     assert {f"feedbackseg/studies/{n}" for n in studies} <= names
 
 
+def test_wheel_installs_no_generic_top_level_names(wheel_env: tuple[Path, Path]) -> None:
+    """The repository's cli/ and data_manifests/ install under names of their own."""
+    _, tmp = wheel_env
+    (wheel,) = (tmp / "dist").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"turbsim", "feedbackseg", "turbsim_cli", "turbsim_data_manifests"}, top
+    for record in [n for n in names if n.endswith(".dist-info/top_level.txt")]:
+        assert set(zipfile.ZipFile(wheel).read(record).decode().split()) == top
+
+
 def test_wheel_install_generates_with_a_shipped_recipe(wheel_env: tuple[Path, Path]) -> None:
     python, tmp = wheel_env
-    where = _run([str(python), "-c", "import turbsim, data_manifests; print(turbsim.__file__);"
-                  "print(data_manifests.__file__)"], cwd=tmp)  # fmt: skip
+    where = _run([str(python), "-c", "import turbsim, turbsim_data_manifests as m; "
+                  "print(turbsim.__file__); print(m.__file__)"], cwd=tmp)  # fmt: skip
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(tmp / "venv")) for line in where.stdout.split()), where.stdout
     turbsim_cmd = python.parent / "turbsim"
@@ -111,7 +125,7 @@ def test_fbseg_without_torch_says_how_to_install_it(args: list[str], tmp_path: P
     code = (
         "import sys; sys.modules['torch'] = None; "
         f"sys.argv = ['fbseg', *{args!r}]; "
-        "from cli.fbseg_cmd import main; main()"
+        "from turbsim_cli.fbseg_cmd import main; main()"
     )
     result = _run([sys.executable, "-c", code], cwd=tmp_path)
     assert result.returncode == 1

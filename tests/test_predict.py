@@ -11,8 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
+from turbsim_cli.fbseg_cmd import main
 
-from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import save_checkpoint
 from feedbackseg.cityscapes_labels import CITYSCAPES_PALETTE
 from feedbackseg.models import build_model

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main
 
-from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import save_checkpoint
 from feedbackseg.cityscapes_labels import (
     CITYSCAPES_CLASSES,

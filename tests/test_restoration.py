@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main
 
-from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import CheckpointError, load_checkpoint, load_pretrained_restorer
 from feedbackseg.config import ConfigError, resolve_config
 from feedbackseg.data import ShardDataset

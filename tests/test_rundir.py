@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main
 
-from cli.fbseg_cmd import main
 from feedbackseg.evaluate import load_result
 from feedbackseg.plots import PlotError
 from feedbackseg.plots import read_metrics as plots_read_metrics

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.train as train_module
-from cli.fbseg_cmd import main
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
 from feedbackseg.data import ShardDataset
 from feedbackseg.flow import warp

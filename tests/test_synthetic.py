@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from turbsim_cli.turbsim_cmd import main as turbsim_cli
 
-from cli.turbsim_cmd import main as turbsim_cli
 from turbsim.cityscapes import (
     LABEL_ID_TO_TRAIN_ID,
     TRAIN_ID_PALETTE,

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 from reference import cb_ifl_naive
+from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.train as train_module
-from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import load_checkpoint, model_from_checkpoint
 from feedbackseg.config import RECIPES, ConfigError, TrainConfig, config_diff, resolve_config
 from feedbackseg.data import ShardDataset
@@ -431,7 +431,7 @@ def _env() -> dict[str, str]:
 @pytest.mark.slow
 def test_kill_9_then_resume_finishes_at_the_right_step(shards: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "cli.fbseg_cmd", "train", str(shards), "--out", str(run),
+    args = [sys.executable, "-m", "turbsim_cli.fbseg_cmd", "train", str(shards), "--out", str(run),
             "--mode", "erfnet", "--max-steps", "60", "--checkpoint-every", "1", "--log-every",
             "1", "--val-every", "1000", *FAST]  # fmt: skip
     proc = subprocess.Popen(args, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
@@ -457,7 +457,7 @@ def test_kill_9_then_resume_finishes_at_the_right_step(shards: Path, tmp_path: P
 def test_ddp_two_cpu_processes(shards: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", str(_free_port()), "-m", "cli.fbseg_cmd", "train", str(shards),
+           "--master-port", str(_free_port()), "-m", "turbsim_cli.fbseg_cmd", "train", str(shards),
            "--out", str(run), "--mode", "feedback", "--iterations", "2", "--max-steps", "2",
            "--log-every", "1", *FAST]  # fmt: skip
     cmd[cmd.index("--batch-size") + 1] = "1"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.train as train_module
-from cli.fbseg_cmd import main
 from feedbackseg.checkpoints import load_checkpoint
 from feedbackseg.config import ConfigError, resolve_config
 from feedbackseg.data import ShardDataset

@@ -343,8 +343,9 @@ class Recipe:
 
 
 def builtin_recipe_dir() -> Path:
-    """The folder of the shipped recipes: the ``data_manifests`` package (source tree or wheel)."""
-    return Path(str(importlib.resources.files("data_manifests")))
+    """The folder of the shipped recipes: the repository's ``data_manifests/``, installed as the
+    package ``turbsim_data_manifests`` (editable or wheel)."""
+    return Path(str(importlib.resources.files("turbsim_data_manifests")))
 
 
 def builtin_recipes() -> list[str]:
