@@ -128,7 +128,8 @@ def _online(clean: np.ndarray, native_field: np.ndarray, params: Any, recipe: An
 
 def accuracy(images: int, native: tuple[int, int], stored_sizes: Any) -> list[dict]:
     """PSNR of the online approximation against turbsim generate --size (see the docstring)."""
-    from turbsim.generate import generate, make_plan
+    from turbsim.generate import generate
+    from turbsim.plan import make_plan
     from turbsim.render import sample_field
     from turbsim.shards import ShardReader
     from turbsim.synthetic import write_sample_tree

@@ -37,7 +37,8 @@ from feedbackseg.data import ShardDataset
 from feedbackseg.losses import BMVC2020_CLASS_WEIGHTS
 from feedbackseg.models import TRAIN_STEPS, build_model
 from feedbackseg.train import _loader_kwargs, build_seg_loss
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
 

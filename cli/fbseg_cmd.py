@@ -8,6 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
+
+from feedbackseg.config import (
+    DEVICES,
+    INPUTS,
+    ConfigError,
+)
 from turbsim_cli.fbseg_errors import (
     check_output_place,
     config_error,
@@ -24,12 +30,6 @@ from turbsim_cli.progress_bar import (
     verbosity_options,
 )
 from turbsim_cli.train_options import train_options
-
-from feedbackseg.config import (
-    DEVICES,
-    INPUTS,
-    ConfigError,
-)
 
 #: Library error key -> flag of ``fbseg eval`` / ``fbseg predict``.
 EVAL_FLAGS = {

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from turbsim_cli.options import bad_parameter, one_line, write_error
-from turbsim_cli.progress_bar import NORMAL, QUIET, Reporter
 
 from turbsim.export import FORMATS
+from turbsim_cli.options import bad_parameter, one_line, write_error
+from turbsim_cli.progress_bar import NORMAL, QUIET, Reporter
 
 #: ExportError.key -> flag, for the errors that are flag mistakes (exit 2).
 EXPORT_FLAG_ERRORS: dict[str, str] = {"variant": "--variant"}

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from turbsim.shards.schema import NORMALIZE_CHOICES
 from turbsim_cli.options import (
     IMAGE_SIZE,
     PHYSICS_FLAGS,
@@ -21,8 +23,6 @@ from turbsim_cli.options import (
     positive_floats,
     write_error,
 )
-
-from turbsim.shards.schema import NORMALIZE_CHOICES
 
 
 @click.command(short_help="Print inputs and derived quantities (sigma_r [px], rho, r0, ...).")

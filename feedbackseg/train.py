@@ -78,17 +78,12 @@ from feedbackseg.runlock import RunLockedError, run_lock
 from feedbackseg.train_state import (
     TrainState,
     build_state,
-    initial_class_weights,
     save_last,
 )
 from feedbackseg.turbulence import OnlineTurbulence, check_turbulence
 from feedbackseg.validation import validate
 from feedbackseg.workers import Interrupted, interruption_signal, start_iterator, worker_init
 from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
-
-#: Old names of the schema constants (kept public).
-IGNORE_INDEX = IGNORE_LABEL
-EVAL_CLASSES = NUM_CLASSES
 
 __all__ = [
     "BEST_NAME",
@@ -105,9 +100,6 @@ __all__ = [
     "train_one_epoch",
     "validate",
 ]
-
-#: The CB-iFL weights a fresh run starts from (the name tests and benchmarks know).
-_class_weights = initial_class_weights
 
 
 @dataclass

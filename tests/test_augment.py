@@ -257,7 +257,8 @@ def test_native_size_approximates_turbsim_generate_size(tmp_path, blur: str) -> 
     image, blur in stored pixels) against what ``turbsim generate --size`` stored: per-image
     PSNR far above that of the distortion itself (measured: ~31 dB tilt only, ~46 dB with
     blur at this 4x ratio, against ~19 dB between clean and distorted)."""
-    from turbsim.generate import generate, make_plan
+    from turbsim.generate import generate
+    from turbsim.plan import make_plan
     from turbsim.render import sample_field
     from turbsim.shards import ShardReader
     from turbsim.synthetic import write_sample_tree

@@ -216,6 +216,7 @@ def _generate(cli_run, cs, out, *extra: str) -> None:
 
 def test_generate_with_blur_is_reproducible_and_records_r0(tmp_path) -> None:
     from click.testing import CliRunner
+
     from turbsim_cli.turbsim_cmd import main
 
     def cli_run(*args: str):
@@ -288,3 +289,13 @@ def test_plot_stats_consistency_table_matches_the_check() -> None:
     table = check.table()
     assert "Z-tilt from r0 5.633 px vs Technion sigma_r 5.597 px" in table
     assert "over x <= D: 3.8 %" in table
+
+
+def test_blur_padding_is_bounded_for_absurd_apertures() -> None:
+    """Review finding: the padding grew with the PSF without bound (D = 1e-5 m: 89,623 px)."""
+    from dataclasses import replace
+
+    tiny = replace(REFERENCE_PARAMS, aperture_m=1e-5)
+    assert blur.padding_px(tiny) > 10_000
+    image = np.full((24, 40, 3), 90, np.uint8)
+    np.testing.assert_array_equal(blur.blur_image(image, tiny), image)

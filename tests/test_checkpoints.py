@@ -11,7 +11,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
-from turbsim_cli.fbseg_cmd import main as fbseg
 
 from feedbackseg.checkpoints import (
     CheckpointError,
@@ -23,6 +22,7 @@ from feedbackseg.checkpoints import (
 )
 from feedbackseg.models import ERFNet, Restorer
 from feedbackseg.models.erfnet import Encoder
+from turbsim_cli.fbseg_cmd import main as fbseg
 
 
 class NotWeights:

@@ -25,7 +25,6 @@ from turbsim.cityscapes import (
     png_size,
     read_image_rgb,
     read_train_ids,
-    stable_stem_hash,
     validate,
 )
 from turbsim.synthetic import write_sample_tree
@@ -70,14 +69,6 @@ def test_colorize_train_ids() -> None:
     assert rgb[1, 0].tolist() == [0, 0, 142]
     assert rgb[0, 1].tolist() == [0, 0, 0] and rgb[1, 1].tolist() == [0, 0, 0]
     assert colorize_train_ids(np.array([[-1, 2]]))[0].tolist() == [[0, 0, 0], [70, 70, 70]]
-
-
-def test_stable_stem_hash_fixed_value() -> None:
-    # sha256("aachen_000000_000019") starts with 9bd5301e369d2acb.
-    assert stable_stem_hash("aachen_000000_000019") == 0x9BD5301E369D2ACB
-    assert stable_stem_hash("aachen_000000_000019") == 11228934152241621707
-    assert stable_stem_hash("aachen_000000_000020") != stable_stem_hash("aachen_000000_000019")
-    assert 0 <= stable_stem_hash("") < 2**64
 
 
 # ------------------------------------------------------------------------------ PNG headers

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner, Result
-from turbsim_cli import options
-from turbsim_cli.fbseg_cmd import main as fbseg
-from turbsim_cli.turbsim_cmd import main as turbsim_cli
 
 import turbsim
 from turbsim.quantities import describe
 from turbsim.shards import schema
 from turbsim.viz import field_to_rgb
+from turbsim_cli import options
+from turbsim_cli.fbseg_cmd import main as fbseg
+from turbsim_cli.turbsim_cmd import main as turbsim_cli
 
 TURBSIM_NOT_IMPLEMENTED: list[str] = []
 FBSEG_COMMANDS = ["train", "eval", "predict", "compare", "plot", "import-checkpoint"]

@@ -9,14 +9,15 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main as fbseg
-from turbsim_cli.turbsim_cmd import main as turbsim
 
 from feedbackseg.config import resolve_config
 from feedbackseg.train import train
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.fbseg_cmd import main as fbseg
+from turbsim_cli.turbsim_cmd import main as turbsim
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

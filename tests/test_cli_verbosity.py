@@ -10,9 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main as fbseg
-from turbsim_cli.progress_bar import QUIET, Reporter, show_library_notices
-from turbsim_cli.turbsim_cmd import main as turbsim_main
 
 from feedbackseg.config import resolve_config
 from feedbackseg.data import ShardDataset
@@ -20,11 +17,15 @@ from feedbackseg.evaluate import evaluate
 from feedbackseg.inference import load_model
 from feedbackseg.train import train
 from turbsim import theory
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
 from turbsim.params import REFERENCE_PARAMS, TurbulenceParams
+from turbsim.plan import make_plan
 from turbsim.quantities import LARGE_FIELD_FRACTION, field_scale_warning
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.fbseg_cmd import main as fbseg
+from turbsim_cli.progress_bar import QUIET, Reporter, show_library_notices
+from turbsim_cli.turbsim_cmd import main as turbsim_main
 
 FAST = ["--small", "--height", "32", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main
 
 from feedbackseg.config import MODES, RECIPES, ConfigError, TrainConfig, resolve_config
+from turbsim_cli.fbseg_cmd import main
 
 #: SPEC-feedbackseg section 4 (with the values sections 1-3 fix), written out here on purpose:
 #: Rai et al., BMVC 2020, read off the original release. Not taken from config.py.

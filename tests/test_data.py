@@ -11,7 +11,8 @@ import torch
 
 from feedbackseg.data import DataError, ShardDataset, pixel_counts, resized_shape
 from turbsim import shards
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
 

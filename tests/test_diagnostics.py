@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from turbsim_cli.turbsim_cmd import main
 
 from turbsim import TurbulenceParams
 from turbsim.diagnostics import (
@@ -21,6 +20,7 @@ from turbsim.diagnostics import (
     variance_vs_cn2,
 )
 from turbsim.theory import sigma_r_px
+from turbsim_cli.turbsim_cmd import main
 
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 
@@ -124,7 +124,8 @@ def test_plot_stats_without_matplotlib_says_how_to_install(tmp_path: Path, monke
 
 
 def test_cn2_sweep_sheet(tmp_path: Path) -> None:
-    from turbsim.generate import generate, make_plan
+    from turbsim.generate import generate
+    from turbsim.plan import make_plan
     from turbsim.recipe import resolve_recipe
     from turbsim.synthetic import write_sample_tree
 

@@ -18,7 +18,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
-from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.evaluate as evaluate_module
 from feedbackseg.checkpoints import save_checkpoint
@@ -37,9 +36,11 @@ from feedbackseg.evaluate import (
 )
 from feedbackseg.metrics import ConfusionMatrix
 from feedbackseg.models import build_model
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.fbseg_cmd import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VAL_SAMPLES = 5

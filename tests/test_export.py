@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from shards_samples import make_sample, write_shard
-from turbsim_cli.turbsim_cmd import main
 
 from turbsim import _files, export, shards
 from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.turbsim_cmd import main
 
 Key = tuple[str, str, int]  # (split, stem, variant)
 

@@ -23,7 +23,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 from test_fbseg_faults import FAST, _fill_disk, _make_shards, _one_line_error
-from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.evaluate as evaluate_module
 import feedbackseg.predict as predict_module
@@ -31,6 +30,7 @@ from feedbackseg.checkpoints import load_checkpoint
 from feedbackseg.config import TrainConfig, resolve_config
 from feedbackseg.models import TRAIN_STEPS
 from turbsim import _files
+from turbsim_cli.fbseg_cmd import main
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK = ".fbseg.lock"

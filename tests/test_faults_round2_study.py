@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main
 
 import turbsim._files as files_module
 from feedbackseg.checkpoints import load_checkpoint
 from feedbackseg.rundir import read_metrics
 from feedbackseg.study import EVAL_NAME, run_dir
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.fbseg_cmd import main
 
 REPO = Path(__file__).resolve().parents[1]
 

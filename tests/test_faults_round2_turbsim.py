@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner
-from turbsim_cli.turbsim_cmd import main
 
 from turbsim import blur, shards, theory
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
 from turbsim.params import REFERENCE_PARAMS, TurbulenceParams
+from turbsim.plan import make_plan
 from turbsim.recipe import RecipeError, resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.turbsim_cmd import main
 
 H, W = 48, 96
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,6 @@ import h5py
 import pytest
 import torch
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.rundir as rundir_module
 import feedbackseg.train as train_module
@@ -26,9 +25,11 @@ from feedbackseg.config import ConfigError, resolve_config
 from feedbackseg.data import DataError, ShardDataset, pixel_counts
 from feedbackseg.preflight import check_batch_memory
 from turbsim import _files
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.fbseg_cmd import main
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--small", "--height", "32", "--batch-size", "2", "--workers", "0", "--device", "cpu"]

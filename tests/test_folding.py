@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from turbsim_cli.turbsim_cmd import main
 
 from turbsim import TurbulenceParams
 from turbsim.folding import (
@@ -20,6 +19,7 @@ from turbsim.folding import (
     shard_fold_fractions,
 )
 from turbsim.recipe import resolve_recipe
+from turbsim_cli.turbsim_cmd import main
 
 
 def _naive_determinant(field: np.ndarray) -> np.ndarray:
@@ -135,7 +135,8 @@ def test_params_command_reports_fold_fractions() -> None:
 
 def test_plot_stats_reports_the_fold_fraction_of_its_fields_and_of_shards(tmp_path) -> None:
     pytest.importorskip("matplotlib")
-    from turbsim.generate import generate, make_plan
+    from turbsim.generate import generate
+    from turbsim.plan import make_plan
     from turbsim.synthetic import write_sample_tree
 
     write_sample_tree(tmp_path / "cs", n=1, height=64, width=128, seed=0)

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner
-from turbsim_cli.turbsim_cmd import main
 
 from turbsim import shards
 from turbsim.cityscapes import discover, read_image_rgb, read_train_ids
-from turbsim.generate import GenerateError, generate, make_plan, parse_shard_list, select_tasks
+from turbsim.generate import generate
+from turbsim.plan import GenerateError, make_plan, parse_shard_list, select_tasks
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.turbsim_cmd import main
 
 H, W = 48, 96
 FAST = {"size": None, "compression": "lzf"}
@@ -142,7 +143,7 @@ def test_selection_errors_name_the_key_not_a_flag(kwargs: dict, key: str, needle
 
 
 def test_output_folder_errors_name_the_key(tmp_path: Path) -> None:
-    from turbsim.generate import prepare_output
+    from turbsim.outfolder import prepare_output
 
     recipe = _recipe()
     with pytest.raises(GenerateError, match="exclude each other") as info:
@@ -327,7 +328,7 @@ def test_preview_sheets_are_valid_pngs(tree: Path, tmp_path: Path) -> None:
 
 
 def test_recomputed_field_matches_stored_flow(tree: Path, tmp_path: Path) -> None:
-    from turbsim.generate import sample_field
+    from turbsim.render import sample_field
 
     out = tmp_path / "flow"
     recipe = _recipe(store_flow="float16")

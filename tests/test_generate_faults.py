@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner
-from turbsim_cli.turbsim_cmd import main
 
 from turbsim import cityscapes, shards
-from turbsim.generate import GenerateError, generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import GenerateError, make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.turbsim_cmd import main
 
 H, W = 48, 96
 REPO = Path(__file__).resolve().parents[1]

@@ -258,7 +258,8 @@ def test_a_task_error_in_a_worker_reaches_the_caller(tree: Path, tmp_path: Path)
     """An image that passes the plan's checks but fails to decode: the worker's
     CityscapesError is raised here, with the worker's traceback as its cause."""
     from turbsim.cityscapes import CityscapesError
-    from turbsim.generate import generate, make_plan
+    from turbsim.generate import generate
+    from turbsim.plan import make_plan
     from turbsim.recipe import resolve_recipe
 
     broken = tmp_path / "broken"

@@ -10,15 +10,16 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from turbsim_cli.turbsim_cmd import main
 
 from turbsim import shards
 from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID, CityscapesError
-from turbsim.generate import GenerateError, generate, make_folder_plan
-from turbsim.image_folder import discover_folder, image_stem
+from turbsim.generate import generate
+from turbsim.image_folder import discover_folder, image_stem, make_folder_plan
 from turbsim.jpeg import check_jpeg, jpeg_size
 from turbsim.label_map import LabelMapError, read_label_map_file, resolve_label_map
+from turbsim.plan import GenerateError
 from turbsim.recipe import resolve_recipe
+from turbsim_cli.turbsim_cmd import main
 
 H, W = 40, 72
 FAST = {"size": None, "compression": "lzf"}

@@ -11,12 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
-from turbsim_cli.fbseg_cmd import main
 
 from feedbackseg.checkpoints import save_checkpoint
 from feedbackseg.cityscapes_labels import CITYSCAPES_PALETTE
 from feedbackseg.models import build_model
 from feedbackseg.predict import TITLE_PX, network_size, predict_paths
+from turbsim_cli.fbseg_cmd import main
 
 PALETTE = {tuple(c) for c in CITYSCAPES_PALETTE.tolist()}
 #: Input images of 60 x 100 px: at the checkpoints' height 64 they are processed at 64 x 112

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main
 
 from feedbackseg.checkpoints import save_checkpoint
 from feedbackseg.cityscapes_labels import (
@@ -23,6 +22,7 @@ from feedbackseg.inference import EvalError
 from feedbackseg.models import build_model
 from feedbackseg.predict import OUTPUT_FORMATS, predict_paths
 from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID
+from turbsim_cli.fbseg_cmd import main
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -14,7 +14,8 @@ from reference_matlab import full_plane
 
 from turbsim import TurbulenceParams, sample_tilt_field
 from turbsim.field import _box_average, spectral_filter, stored_scale_filter
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import RecipeError, resolve_recipe
 from turbsim.render import resize_field, sample_field
 from turbsim.resample import area_resize_field, area_weights

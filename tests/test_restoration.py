@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main
 
 from feedbackseg.checkpoints import CheckpointError, load_checkpoint, load_pretrained_restorer
 from feedbackseg.config import ConfigError, resolve_config
@@ -29,9 +28,11 @@ from feedbackseg.restoration import (
     smoothed_inverse,
 )
 from feedbackseg.train import train
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.fbseg_cmd import main
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 FAST = {"small": True, "height": 32, "batch_size": 2, "workers": 0, "device": "cpu"}

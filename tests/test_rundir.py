@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main
 
 from feedbackseg.evaluate import load_result
 from feedbackseg.plots import PlotError
@@ -19,6 +18,7 @@ from feedbackseg.rundir import (
     read_metrics,
     truncate_metrics,
 )
+from turbsim_cli.fbseg_cmd import main
 
 _CLASSES = {"road": 0.5, "sidewalk": None}
 

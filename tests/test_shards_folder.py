@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from shards_samples import H, W, make_dataset, make_sample, write_shard
-from turbsim_cli.turbsim_cmd import main as turbsim_cli
 
 from turbsim import shards
 from turbsim.shards import MANIFEST_NAME, ShardError, ShardInfo, shard_path
+from turbsim_cli.turbsim_cmd import main as turbsim_cli
 
 
 @pytest.fixture

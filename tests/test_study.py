@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.train as train_module
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
@@ -29,9 +28,11 @@ from feedbackseg.study import (
     run_dir,
 )
 from feedbackseg.study_report import PAPER, aggregate, ci95
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.fbseg_cmd import main
 
 TINY = """
 seeds = [0, 1]

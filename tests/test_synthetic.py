@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from turbsim_cli.turbsim_cmd import main as turbsim_cli
 
 from turbsim.cityscapes import (
     LABEL_ID_TO_TRAIN_ID,
@@ -30,6 +29,7 @@ from turbsim.synthetic import (
     scene_rng,
     write_sample_tree,
 )
+from turbsim_cli.turbsim_cmd import main as turbsim_cli
 
 H, W = 64, 128
 #: Classes drawn in every scene (the others - fence, terrain, street trees - only in some).

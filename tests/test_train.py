@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 from reference import cb_ifl_naive
-from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.train as train_module
 from feedbackseg.checkpoints import load_checkpoint, model_from_checkpoint
@@ -28,9 +27,12 @@ from feedbackseg.losses import BMVC2020_CLASS_WEIGHTS
 from feedbackseg.models import ERFNet
 from feedbackseg.precision import amp_settings, cuda_float32_precision
 from feedbackseg.train import TrainError, build_seg_loss, train
-from turbsim.generate import generate, make_plan
+from feedbackseg.train_state import initial_class_weights
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.fbseg_cmd import main
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--small", "--height", "32", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
@@ -156,13 +158,11 @@ def test_seg_loss_schedule_and_reductions() -> None:
 
 def test_class_weights_sources(shards: Path) -> None:
     c19 = _config(shards, "r", class_weights="bmvc2020")
-    torch.testing.assert_close(
-        train_module._class_weights(c19, _quiet), BMVC2020_CLASS_WEIGHTS[:19]
-    )
+    torch.testing.assert_close(initial_class_weights(c19, _quiet), BMVC2020_CLASS_WEIGHTS[:19])
     c20 = _config(shards, "r", num_classes=20)
-    w20 = train_module._class_weights(c20, _quiet)
+    w20 = initial_class_weights(c20, _quiet)
     assert w20.shape == (20,) and w20[19] == 0  # the void class weighs nothing
-    assert train_module._class_weights(_config(shards, "r", loss="ifl"), _quiet) is None
+    assert initial_class_weights(_config(shards, "r", loss="ifl"), _quiet) is None
 
 
 def test_class_weights_from_shards_pass_locking(
@@ -178,7 +178,7 @@ def test_class_weights_from_shards_pass_locking(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(state_module, "pixel_counts", recording)
-    weights = train_module._class_weights(_config(shards, "r", locking=False), _quiet)
+    weights = initial_class_weights(_config(shards, "r", locking=False), _quiet)
     assert seen == [{"locking": False}] and weights.shape == (19,)
 
 

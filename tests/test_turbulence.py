@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from turbsim_cli.fbseg_cmd import main
 
 import feedbackseg.train as train_module
 from feedbackseg.checkpoints import load_checkpoint
@@ -19,9 +18,11 @@ from feedbackseg.data import ShardDataset
 from feedbackseg.distributed import ResumableDistributedSampler
 from feedbackseg.turbulence import OnlineTurbulence, sample_seed
 from turbsim.augment import warp
-from turbsim.generate import generate, make_plan
+from turbsim.generate import generate
+from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import write_sample_tree
+from turbsim_cli.fbseg_cmd import main
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import cv2
 import numpy as np
 
-from turbsim.seeding import stable_hash
 from turbsim.shards.schema import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -247,11 +246,6 @@ def check_png(path: Path | str) -> PngHeader:
     if not png_is_complete(path):
         raise _error(path, "truncated (no IEND chunk at the end)")
     return header
-
-
-def stable_stem_hash(stem: str) -> int:
-    """:func:`turbsim.seeding.stable_hash` of a Cityscapes stem (the per-sample seed's key)."""
-    return stable_hash(stem)
 
 
 def _short(path: Path) -> str:

@@ -1,7 +1,8 @@
 """Cityscapes (or any image folder) -> hot-weather HDF5 shards: the driver, the manifest.
 
-Flow (one way): a :class:`~turbsim.recipe.Recipe` and a Cityscapes root (:func:`make_plan`) or
-an image folder (:func:`make_folder_plan`) make a
+Flow (one way): a :class:`~turbsim.recipe.Recipe` and a Cityscapes root
+(:func:`turbsim.plan.make_plan`) or an image folder (:func:`turbsim.image_folder.make_folder_plan`)
+make a
 :class:`~turbsim.plan.Plan` (validated inputs cut into self-contained, picklable
 :class:`~turbsim.plan.ShardTask` s); :func:`generate` prepares the output folder
 (turbsim.outfolder: checked and locked before anything is deleted), keeps shards already
@@ -12,11 +13,9 @@ present. Shard selection (``shard_index``/``num_shards`` or a list such as ``"3,
 SLURM arrays share one output folder.
 
 Reproducibility: every sample's randomness comes from
-``SeedSequence(root_seed, spawn_key=(split_code, stable_stem_hash(stem), variant))`` alone
+``SeedSequence(root_seed, spawn_key=(split_code, stable_hash(stem), variant))`` alone
 (turbsim.seeding), so the arrays are bit-identical whatever the worker count, shard size, order
 or resumption.
-
-The names of the former single module stay importable from here.
 """
 
 from __future__ import annotations
@@ -36,67 +35,25 @@ import numpy as np
 
 from turbsim import shards
 from turbsim.executors import run_dask, run_local
-from turbsim.image_folder import make_folder_plan
 from turbsim.outfolder import (
     RECIPE_FILE,
     claim_output,
     clean_stale_temporaries,
     is_present,
     output_lock,
-    prepare_output,
     published_record,
 )
 from turbsim.plan import (
     GenerateError,
     Plan,
-    PlannedSample,
     ShardTask,
-    describe_plan,
     frame_size_problem,
-    make_plan,
-    parse_shard_list,
     select_tasks,
 )
 from turbsim.recipe import Range, Recipe
-from turbsim.render import (
-    PARAM_KEYS,
-    configure_worker,
-    render_sample,
-    resize_field,
-    run_shard,
-    sample_field,
-    sidecar_path,
-)
-from turbsim.seeding import SEEDING_SCHEME, SPLIT_CODES, sample_seed_sequence, split_code
+from turbsim.seeding import SEEDING_SCHEME
 
-__all__ = [
-    "PARAM_KEYS",
-    "RECIPE_FILE",
-    "SEEDING_SCHEME",
-    "SPLIT_CODES",
-    "GenerateError",
-    "Plan",
-    "PlannedSample",
-    "RunReport",
-    "ShardTask",
-    "build_manifest",
-    "configure_worker",
-    "describe_plan",
-    "generate",
-    "library_versions",
-    "make_folder_plan",
-    "make_plan",
-    "parse_shard_list",
-    "prepare_output",
-    "render_sample",
-    "resize_field",
-    "run_shard",
-    "sample_field",
-    "sample_seed_sequence",
-    "select_tasks",
-    "sidecar_path",
-    "split_code",
-]
+__all__ = ["RunReport", "build_manifest", "generate", "library_versions"]
 
 
 # ----------------------------------------------------------------------------- manifest

@@ -142,7 +142,7 @@ def render_sample(
     }
 
 
-def configure_worker(threads: int, progress_queue: Any = None) -> None:
+def configure_worker(threads: int) -> None:
     """Size this process's thread pools (turbsim noise/FFT, Numba, OpenCV) and JIT-warm it.
 
     Cheap after the first call in a process (the kernels load from Numba's cache once); the
@@ -150,8 +150,6 @@ def configure_worker(threads: int, progress_queue: Any = None) -> None:
 
     Args:
         threads: threads per pool, >= 1 (smaller values are raised to 1).
-        progress_queue: unused (progress now travels with each task's results); kept so that
-            callers of the old signature keep working.
     """
     threads = max(1, int(threads))
     set_field_threads(threads)

@@ -48,7 +48,7 @@ def _split_code(split: str) -> int:
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator of sample ``index`` of ``split``: ``SeedSequence(seed, spawn_key=(code,
-    index))`` with ``code = stable_stem_hash(split)`` (:func:`turbsim.seeding.scene_seed_sequence`),
+    index))`` with ``code = stable_hash(split)`` (:func:`turbsim.seeding.scene_seed_sequence`),
     so any sample is reproducible alone."""
     return np.random.default_rng(scene_seed_sequence(seed, split, index))
 

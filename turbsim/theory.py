@@ -31,7 +31,6 @@ import scipy.special as sp
 from turbsim import table_cache
 from turbsim.params import TurbulenceParams, shape_value
 from turbsim.shards.schema import WAVES
-from turbsim.table_cache import cache_dir  # noqa: F401  (public here before table_cache)
 
 #: Notices of this module (logger "turbsim.theory"); the commands print INFO ones on stderr.
 logger = logging.getLogger(__name__)
