@@ -321,7 +321,7 @@ def study_command(
     from feedbackseg.data import DataError
     from feedbackseg.distributed import DeviceError
     from feedbackseg.inference import EvalError
-    from feedbackseg.study import StudyError
+    from feedbackseg.study_file import StudyError
     from feedbackseg.train import TrainError
     from feedbackseg.workers import sigterm_as_interrupt
     from turbsim.shards import ShardError
@@ -365,7 +365,8 @@ def _run_study(
     """:func:`feedbackseg.study.run_study` of the command's options."""
     import dataclasses
 
-    from feedbackseg.study import load_study, parse_only, parse_seeds, run_study
+    from feedbackseg.study import run_study
+    from feedbackseg.study_file import load_study, parse_only, parse_seeds
 
     study = load_study(study_spec)
     if seeds is not None:

@@ -309,7 +309,7 @@ def _positive(config: TrainConfig, key: str, allow_none: bool = False, minimum: 
         raise ConfigError(f"must be an integer >= {minimum}, got {value!r}", key)
 
 
-def _finite(value: Any) -> bool:
+def _is_finite(value: Any) -> bool:
     """Whether ``value`` is a finite int or float (not a bool, NaN or infinity)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -363,15 +363,15 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(f"must be true or false, got {value!r}", key)
     for key in ("lr_s", "lr_r"):
         value = getattr(c, key)
-        if not _finite(value) or not 0 < value <= MAX_LEARNING_RATE:
+        if not _is_finite(value) or not 0 < value <= MAX_LEARNING_RATE:
             raise ConfigError(
                 f"must be a finite number in (0, {MAX_LEARNING_RATE:g}], got {value!r}", key
             )
-    if not _finite(c.alpha) or not c.alpha > 0:
+    if not _is_finite(c.alpha) or not c.alpha > 0:
         raise ConfigError(f"must be a finite number > 0, got {c.alpha!r}", "alpha")
     for key in ("eps_s", "eps_r", "weight_decay_s", "weight_decay_r", "gamma_step"):
         value = getattr(c, key)
-        if not _finite(value) or value < 0:
+        if not _is_finite(value) or value < 0:
             raise ConfigError(f"must be a finite number >= 0, got {value!r}", key)
     for key in ("lr_s_decay", "lr_r_decay"):
         value = getattr(c, key)
@@ -432,7 +432,7 @@ def _validate_restorer(c: TrainConfig) -> None:
         raise ConfigError(f"needs a mode with a restorer, not {c.mode!r}", "pretrained_restorer")
     if c.pretrained_encoder is not None and c.mode not in SEGMENTER_MODES:
         raise ConfigError(f"needs a mode with a segmenter, not {c.mode!r}", "pretrained_encoder")
-    if not _finite(c.flow_weight) or not c.flow_weight > 0:
+    if not _is_finite(c.flow_weight) or not c.flow_weight > 0:
         raise ConfigError(f"must be a finite number > 0, got {c.flow_weight!r}", "flow_weight")
 
 

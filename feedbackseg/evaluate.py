@@ -24,7 +24,6 @@ names stay importable from here.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from feedbackseg.inference import (
     run_model,
     size_multiple,
 )
+from feedbackseg.json_values import json_safe
 from feedbackseg.memory import is_out_of_memory, out_of_memory_detail
 from feedbackseg.metrics import ConfusionMatrix
 from feedbackseg.models import infer, iterations_run
@@ -138,23 +138,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as indented JSON (indent 2, trailing newline) atomically; NaN is written as
-    null; the folder is created if needed."""
+    """Write ``data`` as indented JSON (indent 2, trailing newline) atomically; NaN and infinities
+    are written as null; the folder is created if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with named_os_errors(path):
-        _files.write_json(path, _nan_to_none(data), indent=2)
+        _files.write_json(path, json_safe(data), indent=2)
     return path
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
-    return value
 
 
 # ------------------------------------------------------------------------------ results
@@ -204,7 +194,7 @@ class EvalResult:
         data = self.confusion.as_dict()
         data.update(
             {
-                "miou_per_iteration": _nan_to_none(self.miou_per_iteration),
+                "miou_per_iteration": json_safe(self.miou_per_iteration),
                 "resolution": [int(self.resolution[0]), int(self.resolution[1])],
                 "samples": int(self.samples),
                 "split": self.split,

@@ -22,12 +22,11 @@ No torch at import time.
 from __future__ import annotations
 
 import errno
+import os
 import re
 import resource
 from pathlib import Path
 from typing import Any
-
-from feedbackseg.preflight import physical_memory_bytes
 
 __all__ = [
     "ERFNET_BYTES_PER_PIXEL",
@@ -39,6 +38,7 @@ __all__ = [
     "is_out_of_memory",
     "memory_limit",
     "out_of_memory_detail",
+    "physical_memory_bytes",
 ]
 
 #: ERFNet's activations at inference [bytes per input pixel].
@@ -48,6 +48,14 @@ RESTORER_BYTES_PER_PIXEL = 250
 RESTORER_BYTES_PER_PIXEL_PER_WIDTH = 35
 #: The cgroup v2 memory limit of this process (a container's, a SLURM job's).
 _CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's physical memory [bytes], or None where the platform does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _gb(value: float) -> str:

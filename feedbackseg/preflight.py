@@ -6,17 +6,15 @@ No torch at import time.
 
 from __future__ import annotations
 
-import os
-
 from feedbackseg.config import ConfigError, TrainConfig
 from feedbackseg.data import split_names
+from feedbackseg.memory import memory_limit
 
 __all__ = [
     "BATCH_BYTES_PER_PIXEL",
     "batch_bytes",
     "check_batch_memory",
     "check_val_split",
-    "physical_memory_bytes",
 ]
 
 #: Bytes one training sample takes per pixel of the training size while the loader builds a
@@ -31,14 +29,6 @@ def batch_bytes(image_size: tuple[int, int], batch_size: int) -> int:
     samples alone (:data:`BATCH_BYTES_PER_PIXEL`), without the networks' activations."""
     h, w = image_size
     return int(h) * int(w) * BATCH_BYTES_PER_PIXEL * int(batch_size)
-
-
-def physical_memory_bytes() -> int | None:
-    """This machine's physical memory [bytes], or None where the platform does not say."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _gb(value: float) -> str:
@@ -61,8 +51,6 @@ def check_batch_memory(
             gives the estimate and the limit.
     """
     if limit is None:
-        from feedbackseg.memory import memory_limit
-
         known = memory_limit("cpu")
         limit, words = known if known is not None else (None, "")
     else:

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from feedbackseg.json_values import json_safe
 from turbsim import _files
 
 __all__ = [
@@ -180,7 +181,7 @@ def aggregate(
     """``results.json`` (see the module docstring) from every run's evaluation.
 
     Args:
-        study: the :class:`feedbackseg.study.Study`.
+        study: the :class:`feedbackseg.study_file.Study`.
         evaluations: cell -> seed -> the run's :func:`feedbackseg.study.evaluate_run` dict.
     """
     cells = {name: _cell_summary(study.cells[name], evaluations[name]) for name in study.cells}
@@ -448,7 +449,7 @@ def _plot_curves(study: Any, study_dir: Path, path: Path) -> None:
     and the validation mIoU (distorted val; clean val for cells trained on clean input)."""
     from feedbackseg.plots import require_matplotlib
     from feedbackseg.rundir import MetricsError, read_metrics
-    from feedbackseg.study import run_dir
+    from feedbackseg.study_file import run_dir
 
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -493,8 +494,6 @@ def write_results(
 
     Without matplotlib the PNG is skipped with a note (``say`` and results.md).
     """
-    from feedbackseg.study import _finite
-
     say = say or (lambda _: None)
     folder = Path(study_dir)
     results = aggregate(study, evaluations)
@@ -511,7 +510,7 @@ def write_results(
         say(f"note: {note}")
     _files.write_text(folder / RESULTS_MD, markdown)
     # last: a results.json on disk means every other result file of this aggregate is there
-    _files.write_json(folder / RESULTS_JSON, _finite(results), indent=2)
+    _files.write_json(folder / RESULTS_JSON, json_safe(results), indent=2)
     for path in written:
         say(f"wrote {path}")
     return written

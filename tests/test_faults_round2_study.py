@@ -19,7 +19,8 @@ from click.testing import CliRunner
 import turbsim._files as files_module
 from feedbackseg.checkpoints import load_checkpoint
 from feedbackseg.rundir import read_metrics
-from feedbackseg.study import EVAL_NAME, run_dir
+from feedbackseg.study_file import run_dir
+from feedbackseg.study_records import EVAL_NAME
 from turbsim.generate import generate
 from turbsim.plan import make_plan
 from turbsim.recipe import resolve_recipe

@@ -17,8 +17,7 @@ from feedbackseg.config import ConfigError, TrainConfig, resolve_config
 from feedbackseg.data import ShardDataset
 from feedbackseg.flow import warp
 from feedbackseg.restoration import inverse_flow
-from feedbackseg.study import (
-    EVAL_NAME,
+from feedbackseg.study_file import (
     Cell,
     Study,
     StudyError,
@@ -27,6 +26,7 @@ from feedbackseg.study import (
     parse_study,
     run_dir,
 )
+from feedbackseg.study_records import EVAL_NAME
 from feedbackseg.study_report import PAPER, aggregate, ci95
 from turbsim.generate import generate
 from turbsim.plan import make_plan

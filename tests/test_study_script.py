@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from test_study import TINY as STUDY_TINY
 
-from feedbackseg.study import load_study
+from feedbackseg.study_file import load_study
 from turbsim import street
 from turbsim.recipe import resolve_recipe
 from turbsim.synthetic import scene_rng
