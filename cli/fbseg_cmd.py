@@ -15,13 +15,21 @@ from feedbackseg.config import (
     ConfigError,
 )
 from turbsim_cli.fbseg_errors import (
+    USER_ERRORS,
     check_output_place,
     config_error,
     interrupted,
     os_error,
     out_of_memory,
+    user_error,
 )
-from turbsim_cli.options import OneLineErrorGroup, bad_parameter, package_version, require_torch
+from turbsim_cli.options import (
+    OneLineErrorGroup,
+    bad_parameter,
+    package_version,
+    require_torch,
+    user_errors,
+)
 from turbsim_cli.progress_bar import (
     QUIET,
     Reporter,
@@ -107,10 +115,7 @@ def _train(
     reporter: Reporter,
 ) -> Any:
     """Resolve the config and train (:func:`feedbackseg.train.train`); errors as one line."""
-    from feedbackseg.checkpoints import CheckpointError
     from feedbackseg.config import resolve_config
-    from feedbackseg.data import DataError
-    from feedbackseg.train import TrainError
     from feedbackseg.train import train as run_training
 
     given = {**flags, "recipe": recipe, "shards": shards, "out": out}
@@ -120,8 +125,8 @@ def _train(
         return run_training(config, log=reporter.say, on_step=reporter.progress)
     except ConfigError as error:  # the flags; what needs the shards: --val-split, --height
         raise config_error(error, given) from None
-    except (DataError, CheckpointError, TrainError) as error:
-        raise click.ClickException(str(error)) from None
+    except USER_ERRORS as error:
+        raise user_error(error) from None
     except OSError as error:
         raise os_error(error, out) from None
     except Exception as error:
@@ -197,13 +202,10 @@ def evaluate_command(
     evaluation resolution and, for feedback models, the mIoU after each iteration.
     Multi-GPU: torchrun --nproc-per-node N --no-python fbseg eval CHECKPOINT SHARDS ...
     """
-    from feedbackseg.checkpoints import CheckpointError
-    from feedbackseg.data import DataError
     from feedbackseg.distributed import DeviceError, setup_distributed
-    from feedbackseg.evaluate import EvalError, evaluate_checkpoint, write_json
+    from feedbackseg.evaluate import evaluate_checkpoint, write_json
     from feedbackseg.inference import checkpoint_mode
     from feedbackseg.restoration import checkpoint_restoration, format_restoration
-    from turbsim.shards import ShardError
 
     check_output_place(json_path, save_predictions)
     level = verbosity(quiet, verbose)
@@ -238,14 +240,8 @@ def evaluate_command(
             restoration = checkpoint_restoration(
                 checkpoint, shards, split, height, iterations, ctx.device
             )
-    except (EvalError, DeviceError) as error:
-        if error.key in EVAL_FLAGS:
-            raise bad_parameter(error, EVAL_FLAGS) from None
-        raise click.ClickException(str(error)) from None
-    except (CheckpointError, DataError, ShardError) as error:
-        if getattr(error, "key", None) == "split":
-            raise bad_parameter(error, EVAL_FLAGS) from None
-        raise click.ClickException(str(error)) from None
+    except USER_ERRORS as error:
+        raise user_error(error, EVAL_FLAGS) from None
     except OSError as error:
         raise os_error(error, save_predictions) from None
     except Exception as error:
@@ -317,28 +313,17 @@ def study_command(
     skipped). Once all runs are finished: results.json (mIoU per seed, mean, 95 % interval, the
     harm of turbulence and the fraction each cell recovers), results.md, study.png.
     """
-    from feedbackseg.checkpoints import CheckpointError
-    from feedbackseg.data import DataError
-    from feedbackseg.distributed import DeviceError
-    from feedbackseg.inference import EvalError
-    from feedbackseg.study_file import StudyError
-    from feedbackseg.train import TrainError
     from feedbackseg.workers import sigterm_as_interrupt
-    from turbsim.shards import ShardError
 
     check_output_place(out)
     reporter = Reporter(verbosity(quiet, verbose), "study", "run")
     try:
         with sigterm_as_interrupt():  # SIGTERM ends the study as Ctrl-C does
             outcome = _run_study(shards, out, study_spec, seeds, only, resume, device, reporter)
-    except StudyError as error:
-        if error.key in STUDY_FLAGS:
-            raise bad_parameter(error, STUDY_FLAGS) from None
+    except ConfigError as error:  # a cell's value: the study file's, not a flag
         raise click.ClickException(str(error)) from None
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
-    except (TrainError, DataError, CheckpointError, EvalError, DeviceError, ShardError) as error:
-        raise click.ClickException(str(error)) from None
+    except USER_ERRORS as error:
+        raise user_error(error, STUDY_FLAGS) from None
     except OSError as error:
         raise os_error(error, out) from None  # the study's own files: the study folder
     except KeyboardInterrupt as error:  # a training's line says what its run keeps
@@ -438,9 +423,6 @@ def predict_command(
     (NAME_sheet.png), at the processing size. With --format labelids NAME_labelIds.png
     replaces NAME_seg.png: one channel of official Cityscapes label ids at the input's size.
     """
-    from feedbackseg.checkpoints import CheckpointError
-    from feedbackseg.distributed import DeviceError
-    from feedbackseg.inference import EvalError
     from feedbackseg.predict import collect_images, predict_checkpoint
 
     check_output_place(out)
@@ -449,12 +431,8 @@ def predict_command(
         written = predict_checkpoint(
             checkpoint, images, out, height, iterations, device, output_format
         )
-    except (DeviceError, EvalError) as error:
-        if error.key in EVAL_FLAGS:
-            raise bad_parameter(error, EVAL_FLAGS) from None
-        raise click.ClickException(str(error)) from None
-    except CheckpointError as error:
-        raise click.ClickException(str(error)) from None
+    except USER_ERRORS as error:
+        raise user_error(error, EVAL_FLAGS) from None
     except OSError as error:
         raise os_error(error, out) from None
     except Exception as error:
@@ -465,6 +443,7 @@ def predict_command(
 @main.command("import-checkpoint")
 @click.argument("source", metavar="IN", type=click.Path(dir_okay=False))
 @click.argument("dest", metavar="OUT", type=click.Path(dir_okay=False))
+@user_errors(on_os_error=lambda error, params: os_error(error, params["dest"]))
 def import_checkpoint(source: str, dest: str) -> None:
     """Convert a checkpoint of the original code (IN) to this package's format (OUT).
 
@@ -473,17 +452,12 @@ def import_checkpoint(source: str, dest: str) -> None:
     """
     import warnings
 
-    from feedbackseg.original import CheckpointError, import_original_info, save_imported
+    from feedbackseg.original import import_original_info, save_imported
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            info = import_original_info(source)
-        save_imported(info, dest)
-    except CheckpointError as error:
-        raise click.ClickException(str(error)) from None
-    except OSError as error:
-        raise os_error(error, dest) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = import_original_info(source)
+    save_imported(info, dest)
     for note in info.notes:
         click.echo(f"note: {note}", err=True)
     classes = "" if info.num_classes is None else f", {info.num_classes} classes"
@@ -506,6 +480,7 @@ def import_checkpoint(source: str, dest: str) -> None:
     default=None,
     help="Write a per-class IoU bar chart (needs matplotlib).",
 )
+@user_errors(on_os_error=lambda error, _: os_error(error))
 def compare(sources: tuple[str, ...], markdown: str | None, png: str | None) -> None:
     """Compare evaluation results: a Markdown table of per-class IoU, mIoU and pixel accuracy.
 
@@ -514,8 +489,7 @@ def compare(sources: tuple[str, ...], markdown: str | None, png: str | None) -> 
     """
     from feedbackseg.compare import comparison_markdown, load_result, result_label
     from feedbackseg.evaluate import write_text
-    from feedbackseg.inference import EvalError
-    from feedbackseg.plots import PlotError, plot_per_class_iou, require_matplotlib
+    from feedbackseg.plots import plot_per_class_iou, require_matplotlib
 
     check_output_place(markdown, png)
     try:
@@ -533,10 +507,8 @@ def compare(sources: tuple[str, ...], markdown: str | None, png: str | None) -> 
         if png is not None:
             plot_per_class_iou({k: r["per_class"] for k, r in results.items()}, png)
             click.echo(f"wrote {png}")
-    except (EvalError, PlotError, ImportError) as error:
+    except ImportError as error:  # matplotlib missing: how to install it
         raise click.ClickException(str(error)) from None
-    except OSError as error:
-        raise os_error(error) from None
 
 
 @main.command("plot", short_help="Draw a run's training curves (PNG).")
@@ -548,20 +520,19 @@ def compare(sources: tuple[str, ...], markdown: str | None, png: str | None) -> 
     type=click.Path(dir_okay=False),
     help="The PNG to write.",
 )
+@user_errors(on_os_error=lambda error, params: os_error(error, params["out"]))
 def plot(run: str, out: str) -> None:
     """Draw the training curves of RUN (losses and validation mIoU vs step) from metrics.jsonl.
 
     Needs matplotlib: pip install 'turbsim-feedbackseg[viz]'.
     """
-    from feedbackseg.plots import PlotError, plot_training_curves
+    from feedbackseg.plots import plot_training_curves
 
     check_output_place(out)
     try:
         plot_training_curves(run, out)
-    except (PlotError, ImportError) as error:
+    except ImportError as error:  # matplotlib missing: how to install it
         raise click.ClickException(str(error)) from None
-    except OSError as error:
-        raise os_error(error, out) from None
     click.echo(f"wrote {out}")
 
 

@@ -25,14 +25,31 @@ from typing import Any
 import click
 
 from feedbackseg.config import ConfigError
+from feedbackseg.errors import FbsegError
+from turbsim.errors import TurbsimError
 
 __all__ = [
+    "USER_ERRORS",
     "check_output_place",
     "config_error",
+    "user_error",
     "interrupted",
     "os_error",
     "out_of_memory",
 ]
+
+#: The bases of both libraries' user errors (one line each; ``key`` names the option at fault).
+USER_ERRORS: tuple[type[Exception], ...] = (FbsegError, TurbsimError)
+
+
+def user_error(error: Exception, flags: dict[str, str] | None = None) -> click.ClickException:
+    """A usage error naming the flag (exit 2) when ``error.key`` is in ``flags``, else the
+    error's one line (exit 1)."""
+    key = getattr(error, "key", None)
+    if flags and key in flags:
+        return click.BadParameter(str(error), param_hint=f"'{flags[key]}'")
+    return click.ClickException(str(error))
+
 
 #: Config keys that are arguments, not ``--flags``, of ``fbseg train``.
 _ARGUMENTS = {"shards": "SHARDS"}

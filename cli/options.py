@@ -254,6 +254,49 @@ def require_torch() -> None:
         raise click.ClickException(TORCH_MISSING)
 
 
+def user_errors(
+    flags: Mapping[str, str] | None = None,
+    on_os_error: Callable[[OSError, dict[str, Any]], click.ClickException] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a click command so that the libraries' user errors become one line.
+
+    A :class:`turbsim.errors.TurbsimError` or :class:`feedbackseg.errors.FbsegError` is a usage
+    error naming its flag (exit 2) when its ``key`` is in ``flags``, else one ``Error:`` line
+    (exit 1); an OSError goes to ``on_os_error(error, the command's parameters)`` (none given:
+    ``Error: {the error}``). Anything else propagates.
+
+    Args:
+        flags: library key -> command-line flag, e.g. ``{"split": "--split"}``.
+        on_os_error: the command's message of an OS error (e.g. naming its output).
+    """
+    flags = dict(flags or {})
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            from turbsim.errors import TurbsimError
+
+            bases: tuple[type[Exception], ...] = (TurbsimError,)
+            if importlib.util.find_spec("feedbackseg") is not None:
+                from feedbackseg.errors import FbsegError
+
+                bases += (FbsegError,)
+            try:
+                return command(*args, **kwargs)
+            except bases as error:
+                if getattr(error, "key", None) in flags:
+                    raise bad_parameter(error, flags) from None
+                raise click.ClickException(one_line(error)) from None
+            except OSError as error:
+                if on_os_error is None:
+                    raise click.ClickException(one_line(error)) from None
+                raise on_os_error(error, kwargs) from None
+
+        return run
+
+    return decorate
+
+
 def one_line(text: object) -> str:
     """``text`` on one line: runs of whitespace (newlines of HDF5's messages) become a space."""
     return " ".join(str(text).split())

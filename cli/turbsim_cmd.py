@@ -19,9 +19,9 @@ from turbsim.shards.schema import (
 from turbsim_cli import turbsim_physics as physics_commands
 from turbsim_cli.options import (
     OneLineErrorGroup,
-    bad_parameter,
     package_version,
     positive_floats,
+    user_errors,
     write_error,
 )
 from turbsim_cli.progress_bar import show_library_notices
@@ -64,6 +64,7 @@ for _command in (physics_commands.params, physics_commands.field, physics_comman
 )
 @click.option("--name", default=None, help="Sample (Cityscapes stem) for --sweep-cn2.")
 @click.option("--raw", is_flag=True, help="Also write the plain distorted and clean images.")
+@user_errors({"split": "--split"}, on_os_error=lambda error, _: click.ClickException(str(error)))
 def preview(
     shards_dir: Path,
     out_dir: Path,
@@ -76,21 +77,13 @@ def preview(
     """Write PNG sheets (clean | distorted | displacement colour wheel + arrows | label colours)
     for a few samples of the generated dataset SHARDS, plus overview.png stacking them."""
     from turbsim.preview import preview as make_preview
-    from turbsim.shards import ShardError
 
     values = positive_floats(sweep_cn2, "--sweep-cn2") if sweep_cn2 else None
-    try:
-        written = make_preview(shards_dir, out_dir, split=split, count=count, raw=raw)
-        if values:
-            from turbsim.preview import cn2_sweep
+    written = make_preview(shards_dir, out_dir, split=split, count=count, raw=raw)
+    if values:
+        from turbsim.preview import cn2_sweep
 
-            written.append(cn2_sweep(shards_dir, out_dir / "cn2_sweep.png", values, split, name))
-    except ShardError as error:
-        if error.key == "split":
-            raise bad_parameter(error, {"split": "--split"}) from None
-        raise click.ClickException(str(error)) from None
-    except OSError as error:
-        raise click.ClickException(str(error)) from None
+        written.append(cn2_sweep(shards_dir, out_dir / "cn2_sweep.png", values, split, name))
     for path in written:
         click.echo(f"wrote {path}")
 
@@ -118,6 +111,7 @@ def preview(
     help="Comma-separated splits among train, val, test (test: images only, no labels).",
 )
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty OUT (same names replaced).")
+@user_errors(on_os_error=lambda error, params: write_error(params["out"], error))
 def sample_cityscapes(
     out: Path, n: int, height: int, width: int, seed: int, splits: str, overwrite: bool
 ) -> None:
@@ -130,15 +124,9 @@ def sample_cityscapes(
     if not names or any(x not in SPLITS for x in names) or len(set(names)) != len(names):
         message = f"expected distinct names among {', '.join(SPLITS)}, got {splits!r}"
         raise click.BadParameter(message, param_hint="'--splits'")
-    from turbsim.cityscapes import CityscapesError
     from turbsim.synthetic import write_sample_tree
 
-    try:
-        counts = write_sample_tree(out, n, height, width, seed, names, overwrite=overwrite)
-    except CityscapesError as error:
-        raise click.ClickException(str(error)) from None
-    except OSError as error:
-        raise write_error(out, error) from None
+    counts = write_sample_tree(out, n, height, width, seed, names, overwrite=overwrite)
     for split, count in counts.items():
         what = "images only, no public labels" if split == "test" else "images + gtFine labelIds"
         click.echo(f"wrote {count} {split} samples {height}x{width} ({what}) under {out}")
@@ -146,6 +134,7 @@ def sample_cityscapes(
 
 @main.command(short_help="Check generated shards against the manifest.")
 @click.argument("out", metavar="SHARDS", type=click.Path(path_type=Path))
+@user_errors()
 def verify(out: Path) -> None:
     """Check the shards in SHARDS against SHARDS/manifest.json: size, SHA-256, completeness, sample
     counts, dataset shapes and dtypes; unlisted shards and leftover *.tmp files count too.
@@ -153,14 +142,11 @@ def verify(out: Path) -> None:
     Prints one line per problem and exits 1, or "OK: ..." and exits 0. On a network
     filesystem that rejects file locks, set HDF5_USE_FILE_LOCKING=FALSE.
     """
-    from turbsim.shards import ShardError, read_manifest
+    from turbsim.shards import read_manifest
     from turbsim.shards import verify as verify_folder
 
-    try:
-        problems = verify_folder(out)
-        entries = read_manifest(out)["shards"]
-    except ShardError as error:
-        raise click.ClickException(str(error)) from None
+    problems = verify_folder(out)
+    entries = read_manifest(out)["shards"]
     if problems:
         for problem in problems:
             click.echo(problem)
@@ -171,15 +157,13 @@ def verify(out: Path) -> None:
 
 @main.command(short_help="Summarise a shard folder.")
 @click.argument("out", metavar="SHARDS", type=click.Path(path_type=Path))
+@user_errors()
 def info(out: Path) -> None:
     """Summarise the dataset in SHARDS: shards, samples, image size and bytes per split,
     compression, stored flow, parameter ranges, skipped inputs."""
-    from turbsim.shards import ShardError, summarize
+    from turbsim.shards import summarize
 
-    try:
-        click.echo(summarize(out))
-    except ShardError as error:
-        raise click.ClickException(str(error)) from None
+    click.echo(summarize(out))
 
 
 from turbsim_cli.turbsim_export import export  # noqa: E402  (commands of their own modules)

@@ -61,8 +61,8 @@ def export(
     tars. The shards are verified first; every file is written atomically and export.json
     last, so an interrupted export never looks complete.
     """
-    from turbsim.export import ExportError, export_cityscapes, export_webdataset
-    from turbsim.shards import ShardError
+    from turbsim.errors import TurbsimError
+    from turbsim.export import export_cityscapes, export_webdataset
 
     run = export_cityscapes if fmt == "cityscapes" else export_webdataset
     reporter = Reporter(QUIET if quiet else NORMAL, desc="export", unit="img")
@@ -76,11 +76,9 @@ def export(
                 overwrite=overwrite,
                 progress=reporter.progress,
             )
-    except ExportError as error:
+    except TurbsimError as error:  # the export's or the shards' (verified first)
         if error.key in EXPORT_FLAG_ERRORS:
             raise bad_parameter(error, EXPORT_FLAG_ERRORS) from None
-        raise click.ClickException(one_line(error)) from None
-    except ShardError as error:
         raise click.ClickException(one_line(error)) from None
     except OSError as error:
         raise write_error(out, error) from None

@@ -281,11 +281,9 @@ def generate(
     randomness depends only on (seed, split, image stem, variant): the output is bit-identical
     for any --workers, shard selection or --resume.
     """
-    from turbsim.cityscapes import CityscapesError
-    from turbsim.label_map import LabelMapError
-    from turbsim.plan import GenerateError, describe_plan, select_tasks
+    from turbsim.errors import TurbsimError
+    from turbsim.plan import describe_plan, select_tasks
     from turbsim.recipe import RecipeError, recipe_to_toml, resolve_recipe
-    from turbsim.shards import ShardError
 
     level = verbosity(quiet, verbose)
     make_input_plan = _input_planner(cityscapes, images, labels, label_map)
@@ -321,20 +319,14 @@ def generate(
             shard_list=shard_list,
             scheduler=scheduler,
         )
-    except GenerateError as error:
-        if error.key in GENERATE_FLAG_ERRORS:
-            raise bad_parameter(error, GENERATE_FLAG_ERRORS) from None
-        raise click.ClickException(one_line(error)) from None
-    except LabelMapError as error:
-        if error.key == "label_map":
-            raise bad_parameter(error, {"label_map": "--label-map"}) from None
-        raise click.ClickException(one_line(error)) from None
-    except RecipeError as error:
+    except RecipeError as error:  # a flag's value, or a recipe file's (named in the message)
         given = {key for key, value in resolved.items() if value is not None}
         if error.key == "recipe" or error.key in given:
             raise bad_parameter(error, RECIPE_FLAGS) from None
         raise click.ClickException(one_line(error)) from None
-    except (CityscapesError, ShardError) as error:
+    except TurbsimError as error:
+        if error.key in GENERATE_FLAG_ERRORS:
+            raise bad_parameter(error, GENERATE_FLAG_ERRORS) from None
         raise click.ClickException(one_line(error)) from None
     except OSError as error:
         raise write_error(out, error) from None

@@ -32,6 +32,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from feedbackseg.errors import FbsegError
 from feedbackseg.paths import absolute_path, not_found
 
 __all__ = [
@@ -105,7 +106,7 @@ RESUMABLE_KEYS = frozenset(
 _PATH_KEYS = ("shards", "out", "pretrained_encoder", "pretrained_restorer")
 
 
-class ConfigError(ValueError):
+class ConfigError(FbsegError, ValueError):
     """A bad configuration value or file; one-line message in config-key words.
 
     ``str(error)`` reads ``"height: 36 is not a multiple of 16 ..."`` (one key),

@@ -23,12 +23,13 @@ import torch
 from torch.utils.data import Dataset
 
 from feedbackseg.config import INPUTS
+from feedbackseg.errors import FbsegError
 from feedbackseg.paths import not_found
 from turbsim import shards
 from turbsim.shards.schema import IGNORE_LABEL
 
 
-class DataError(ValueError):
+class DataError(FbsegError, ValueError):
     """Shards cannot be used (missing folder, manifest or split, a corrupt or missing shard);
     one-line message naming the folder or the shard.
 

@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from feedbackseg.errors import DeviceError
+
 __all__ = [
     "DeviceError",
     "DistributedContext",
@@ -38,16 +40,6 @@ __all__ = [
     "setup_distributed",
     "world",
 ]
-
-
-class DeviceError(ValueError):
-    """The asked device does not exist on this machine; one-line message.
-
-    Attributes:
-        key: always ``"device"`` (a command line maps it to its flag).
-    """
-
-    key = "device"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -19,6 +19,7 @@ from torch import nn
 
 from feedbackseg.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
 from feedbackseg.distributed import resolve_device
+from feedbackseg.errors import EvalError
 from feedbackseg.memory import inference_too_large
 from feedbackseg.models import ITERATIONS, ERFNet, infer
 from turbsim.shards.schema import NUM_CLASSES
@@ -38,19 +39,6 @@ __all__ = [
 
 #: Feedback iterations T when a checkpoint does not say (the original's T).
 DEFAULT_ITERATIONS = ITERATIONS
-
-
-class EvalError(ValueError):
-    """Evaluation or prediction cannot run as asked; one-line message naming the file or flag.
-
-    Attributes:
-        key: the argument at fault (e.g. ``"height"``) when one is, else None; a command line
-            maps it to its flag (``turbsim_cli.options.bad_parameter``).
-    """
-
-    def __init__(self, message: str, key: str | None = None) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 def load_model(

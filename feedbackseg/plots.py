@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from feedbackseg import rundir
+from feedbackseg.errors import PlotError
 from feedbackseg.paths import named_os_errors
 from turbsim._files import atomic_path
 
@@ -33,10 +34,6 @@ MATPLOTLIB_MISSING = "drawing PNG charts needs matplotlib: pip install 'turbsim-
 METRICS_NAME = rundir.METRICS_NAME
 #: Loss keys of the training records, drawn when present.
 LOSS_KEYS = ("loss_seg", "loss_l1")
-
-
-class PlotError(ValueError):
-    """Nothing to draw from the given files; one-line message naming the file."""
 
 
 def require_matplotlib() -> ModuleType:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feedbackseg.errors import MetricsError, TrainError
 from feedbackseg.paths import not_found
 from turbsim import _files
 
@@ -57,18 +58,6 @@ METRICS_NAME = "metrics.jsonl"
 LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
 TENSORBOARD_DIR = "tensorboard"
-
-
-class TrainError(RuntimeError):
-    """Training cannot start or had to stop; one-line message for the user.
-
-    Defined here (re-exported by :mod:`feedbackseg.train`) so that the run folder's checks raise
-    it without importing the trainer.
-    """
-
-
-class MetricsError(ValueError):
-    """A metrics log that cannot be read; one-line message naming the file and line."""
 
 
 # ------------------------------------------------------------------------------ the metrics log

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
+from feedbackseg.errors import FbsegError
 
 __all__ = [
     "CELL_PREFIX",
@@ -61,7 +62,7 @@ _TOP_KEYS = frozenset({"description", "seeds", "defaults", "cells"})
 CELL_PREFIX = "cell:"
 
 
-class StudyError(ValueError):
+class StudyError(FbsegError, ValueError):
     """A bad study (file, name, --only, --seeds) or study folder; one-line message.
 
     Attributes:

@@ -16,13 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from feedbackseg.errors import CheckpointError
 from turbsim._files import atomic_path
 
 __all__ = ["CheckpointError", "export_state_dict", "load_strict", "save_atomic"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be read or does not fit the network; one-line message."""
 
 
 def unpickling_message(path: Path, error: str) -> str:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import cv2
 import numpy as np
 
+from turbsim.errors import TurbsimError
 from turbsim.shards.schema import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -91,7 +92,7 @@ _PNG_HEADER_BYTES = 26
 _GRAY = 0  # PNG colour type of single-channel images
 
 
-class CityscapesError(ValueError):
+class CityscapesError(TurbsimError, ValueError):
     """A user-facing problem with a Cityscapes tree: one line, ``"{path}: {reason}"``.
 
     Attributes:

@@ -44,6 +44,7 @@ import numpy as np
 
 from turbsim import __version__, shards
 from turbsim._files import atomic_path, write_bytes, write_json
+from turbsim.errors import TurbsimError
 from turbsim.shards.schema import CITYSCAPES_TABLE, MANIFEST_NAME, SCHEMA_VERSION
 
 #: Export formats (``turbsim export --format``).
@@ -74,7 +75,7 @@ TRAIN_ID_TO_LABEL_ID.flags.writeable = False
 Progress = Callable[[int, int], None]
 
 
-class ExportError(RuntimeError):
+class ExportError(TurbsimError, RuntimeError):
     """A user-facing problem with an export's source or target, one line naming it; ``key``
     names the option at fault (``"variant"``) so a command can name its flag, else None."""
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from turbsim.errors import TurbsimError
 from turbsim.shards.schema import CITYSCAPES_TABLE, IGNORE_LABEL, NUM_CLASSES
 
 #: The built-in maps, by name; the first is the default.
@@ -46,7 +47,7 @@ _UNMAPPED = -1
 _SHOWN_VALUES = 5
 
 
-class LabelMapError(ValueError):
+class LabelMapError(TurbsimError, ValueError):
     """A label map file is invalid, or a label holds a value its map does not list.
 
     The message is one line naming the file. Attributes:

@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from turbsim.errors import TurbsimError
 from turbsim.shards.schema import WAVES
 
 __all__ = [
@@ -52,7 +53,7 @@ _MOVED_TO_THEORY: dict[str, str] = {
 }
 
 
-class ParamsError(ValueError):
+class ParamsError(TurbsimError, ValueError):
     """An invalid :class:`TurbulenceParams` input; the message is one line naming the field.
 
     Attributes:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from turbsim.cityscapes import CityscapesSample, SkippedFile, discover, png_size, validate
+from turbsim.errors import TurbsimError
 from turbsim.label_map import LabelMap
 from turbsim.quantities import field_scale_warning
 from turbsim.recipe import Recipe
@@ -37,7 +38,7 @@ MAX_FRAME_PIXELS = 2**28
 MAX_PLAN_SAMPLES = 2_000_000
 
 
-class GenerateError(RuntimeError):
+class GenerateError(TurbsimError, RuntimeError):
     """A user-facing problem of a generate run; the message is one line.
 
     Attributes:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from turbsim.errors import TurbsimError
 from turbsim.params import POSITIVE_FIELDS, REFERENCE_PARAMS, TurbulenceParams
 from turbsim.shards.schema import (
     BLUR_MODES,
@@ -97,7 +98,7 @@ INPUT_KEY = "input"
 _PHYSICS_ALL = set(PHYSICS_KEYS) | {"wave"}
 
 
-class RecipeError(ValueError):
+class RecipeError(TurbsimError, ValueError):
     """A recipe file or override is invalid; the message is one line naming the source.
 
     Attributes:

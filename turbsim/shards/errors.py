@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from turbsim.errors import TurbsimError
 
-class ShardError(RuntimeError):
+
+class ShardError(TurbsimError, RuntimeError):
     """A user-facing problem with a shard folder or file; the message is one line naming it.
 
     Attributes:
