@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from feedbackseg.errors import FbsegError
+from feedbackseg.label_layout import LAYOUTS
 from feedbackseg.paths import absolute_path, not_found
 
 __all__ = [
@@ -333,8 +334,9 @@ def _validate(c: TrainConfig) -> None:
         )
     if c.device not in DEVICES:
         raise ConfigError(f"{c.device!r} is not one of {', '.join(DEVICES)}", "device")
-    if c.num_classes not in (19, 20):
-        raise ConfigError(f"must be 19 or 20, got {c.num_classes!r}", "num_classes")
+    if c.num_classes not in LAYOUTS:
+        known = " or ".join(str(n) for n in LAYOUTS)
+        raise ConfigError(f"must be {known}, got {c.num_classes!r}", "num_classes")
     for key in ("epochs", "batch_size", "iterations", "log_every", "checkpoint_every"):
         _positive(c, key)
     for key in ("lr_s_decay_epochs", "lr_r_decay_epochs"):

@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 
 from feedbackseg.config import INPUTS
 from feedbackseg.errors import FbsegError
+from feedbackseg.label_layout import label_layout
 from feedbackseg.paths import not_found
 from turbsim import shards
-from turbsim.shards.schema import IGNORE_LABEL
 
 
 class DataError(FbsegError, ValueError):
@@ -168,8 +168,10 @@ class ShardDataset(Dataset):
         self.root = Path(root)
         self.split = split
         self.entries = split_shards(self.root, split)
-        if num_classes not in (19, 20):
-            raise ValueError(f"num_classes must be 19 or 20, got {num_classes}")
+        try:
+            self.layout = label_layout(num_classes)
+        except ValueError as error:
+            raise ValueError(f"num_classes {error}") from None
         self.num_classes = num_classes
         self.augment = bool(augment)
         self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
@@ -304,9 +306,7 @@ class ShardDataset(Dataset):
         if self.augment:
             arrays, flipped = self._augment(arrays, int(index))
         distorted, clean, label = arrays[:3]
-        label = label.astype(np.int64)
-        if self.num_classes == 20:
-            label[label == IGNORE_LABEL] = 19
+        label = self.layout.training_labels(label.astype(np.int64))
         sample = {
             "distorted": _to_chw(distorted),
             "clean": _to_chw(clean),
@@ -424,6 +424,7 @@ def pixel_counts(
         DataError: a missing or unreadable shard (one line naming it and ``turbsim verify``).
     """
     root = Path(root)
+    layout = label_layout(num_classes)
     counts = np.zeros(num_classes, np.int64)
     for entry in split_shards(root, split):
         path = root / entry["file"]
@@ -434,9 +435,7 @@ def pixel_counts(
         try:
             with shards.ShardReader(path, locking=locking) as reader:
                 for label in _label_maps(reader):
-                    label = label.ravel()
-                    if num_classes == 20:
-                        label = np.where(label == IGNORE_LABEL, 19, label)
+                    label = layout.training_labels(label.ravel().astype(np.int64))
                     valid = label[label < num_classes]
                     counts += np.bincount(valid, minlength=num_classes)[:num_classes]
         except _READ_ERRORS as error:

@@ -59,13 +59,14 @@ from feedbackseg.inference import (
     size_multiple,
 )
 from feedbackseg.json_values import json_safe
+from feedbackseg.label_layout import label_layout
 from feedbackseg.memory import is_out_of_memory, out_of_memory_detail
 from feedbackseg.metrics import ConfusionMatrix
 from feedbackseg.models import infer, iterations_run
 from feedbackseg.paths import named_os_errors
 from feedbackseg.workers import start_iterator, worker_init
 from turbsim import _files
-from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
+from turbsim.shards.schema import NUM_CLASSES
 
 __all__ = [
     "DEFAULT_ITERATIONS",
@@ -353,8 +354,7 @@ def evaluate(
     device = resolve_device(device)
     model = model.to(device).eval()
     loader = _loader(dataset, batch_size, num_workers, device)
-    void = getattr(dataset, "num_classes", NUM_CLASSES) == NUM_CLASSES + 1
-    ignore = NUM_CLASSES if void else IGNORE_LABEL  # the 20-class layout's void class is 19
+    ignore = label_layout(getattr(dataset, "num_classes", NUM_CLASSES)).eval_ignore
     steps = iterations_run(model, iterations)
     matrices = [ConfusionMatrix(NUM_CLASSES, ignore) for _ in range(steps)]
     out_dir = None if save_predictions is None else Path(save_predictions)

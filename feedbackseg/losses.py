@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from turbsim.shards.schema import IGNORE_LABEL
+from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
 
 __all__ = [
     "BMVC2020_CLASS_WEIGHTS",
@@ -109,7 +109,7 @@ ERFNET_CLASS_WEIGHTS: Tensor = torch.tensor(
 
 
 def _bmvc2020_class_weights() -> Tensor:
-    e = ERFNET_CLASS_WEIGHTS[:19].double()
+    e = ERFNET_CLASS_WEIGHTS[:NUM_CLASSES].double()
     counts = torch.cat([100.0 / e, torch.zeros(1, dtype=torch.float64)])  # void: n = 0 -> w = 0
     return class_balanced_weights(counts, beta=0.9999)
 

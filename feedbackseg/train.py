@@ -54,6 +54,7 @@ from feedbackseg.distributed import (
     ResumableDistributedSampler,
     setup_distributed,
 )
+from feedbackseg.label_layout import label_layout
 from feedbackseg.losses import focal_loss, iteration_gammas
 from feedbackseg.memory import is_out_of_memory, out_of_memory_detail
 from feedbackseg.models import TRAIN_STEPS, NonFiniteError
@@ -83,7 +84,6 @@ from feedbackseg.train_state import (
 from feedbackseg.turbulence import OnlineTurbulence, check_turbulence
 from feedbackseg.validation import validate
 from feedbackseg.workers import Interrupted, interruption_signal, start_iterator, worker_init
-from turbsim.shards.schema import IGNORE_LABEL, NUM_CLASSES
 
 __all__ = [
     "BEST_NAME",
@@ -148,7 +148,7 @@ def build_seg_loss(
     """
     gammas = iteration_gammas(max(config.iterations, 1), config.gamma_step)
     weights = class_weights if config.loss == "cb-ifl" else None
-    ignore = IGNORE_LABEL if (weights is not None or config.num_classes == NUM_CLASSES) else 19
+    ignore = label_layout(config.num_classes).loss_ignore(weighted=weights is not None)
     where = f"{config.shards} split {config.train_split!r}"
 
     def seg_loss(logits: torch.Tensor, label: torch.Tensor, t: int) -> torch.Tensor:

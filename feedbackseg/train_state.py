@@ -33,6 +33,7 @@ from feedbackseg.checkpoints import (
 from feedbackseg.config import TrainConfig
 from feedbackseg.data import pixel_counts
 from feedbackseg.distributed import DistributedContext
+from feedbackseg.label_layout import label_layout
 from feedbackseg.losses import BMVC2020_CLASS_WEIGHTS, class_balanced_weights
 from feedbackseg.models import build_model, model_parts
 from feedbackseg.precision import amp_settings
@@ -169,13 +170,14 @@ def initial_class_weights(config: TrainConfig, log: Callable[[str], None]) -> to
         return None
     if config.class_weights == "bmvc2020":
         weights = BMVC2020_CLASS_WEIGHTS.clone()
-        return weights if config.num_classes == 20 else weights[:19].clone()
+        return weights[: config.num_classes].clone()  # 20: with the void class at weight 0
     log(f"counting class pixels of split {config.train_split!r} for the class weights ...")
     counts = pixel_counts(
         config.shards, config.train_split, config.num_classes, locking=config.locking
     )
-    if config.num_classes == 20:
-        counts[19] = 0  # the void class carries weight 0 (SPEC 3)
+    void = label_layout(config.num_classes).void_class
+    if void is not None:
+        counts[void] = 0  # the void class carries weight 0 (the original's CB-iFL)
     return class_balanced_weights(counts, beta=config.beta)
 
 
