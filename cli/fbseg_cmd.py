@@ -205,6 +205,7 @@ def evaluate_command(
     from feedbackseg.distributed import DeviceError, setup_distributed
     from feedbackseg.evaluate import evaluate_checkpoint, write_json
     from feedbackseg.inference import checkpoint_mode
+    from feedbackseg.modes import mode_of
     from feedbackseg.restoration import checkpoint_restoration, format_restoration
 
     check_output_place(json_path, save_predictions)
@@ -219,9 +220,10 @@ def evaluate_command(
     reporter = Reporter(level if ctx.is_main else QUIET, "eval", "img")
     try:
         mode = checkpoint_mode(checkpoint)
+        kind = mode_of(mode)
         reporter.detail(f"evaluating {checkpoint} ({mode}) on {shards} split {split!r}, "
                         f"device {ctx.device}")  # fmt: skip
-        if mode != "restore":
+        if kind.segmenter:
             evaluation = evaluate_checkpoint(
                 checkpoint,
                 shards,
@@ -236,7 +238,7 @@ def evaluate_command(
                 progress=reporter.progress,
             )
             reporter.close()
-        if mode in ("restore", "restore-seg", "feedback") and ctx.is_main:
+        if kind.restorer and ctx.is_main:
             restoration = checkpoint_restoration(
                 checkpoint, shards, split, height, iterations, ctx.device
             )

@@ -34,6 +34,7 @@ from typing import Any
 
 from feedbackseg.errors import FbsegError
 from feedbackseg.label_layout import LAYOUTS
+from feedbackseg.modes import MODE_TABLE, MODES
 from feedbackseg.paths import absolute_path, not_found
 
 __all__ = [
@@ -52,12 +53,9 @@ __all__ = [
     "resolve_config",
 ]
 
-#: Model kinds (SPEC 2.4): ERFNet alone, restorer then segmenter, the feedback loop, and the
-#: restorer alone (trained on L1, evaluated by its restoration; beyond the paper).
-MODES = ("erfnet", "restore-seg", "feedback", "restore")
-#: Modes with a restorer R / with a segmenter S.
-RESTORER_MODES = ("restore-seg", "feedback", "restore")
-SEGMENTER_MODES = ("erfnet", "restore-seg", "feedback")
+#: Modes with a restorer R / with a segmenter S (feedbackseg.modes, the table of the modes).
+RESTORER_MODES = tuple(name for name, mode in MODE_TABLE.items() if mode.restorer)
+SEGMENTER_MODES = tuple(name for name, mode in MODE_TABLE.items() if mode.segmenter)
 #: ``flow_init``: R's last convolution as PyTorch initialises it (the paper) or zero weight and
 #: bias (the identity warp at step 0).
 FLOW_INITS = ("paper", "zero")
@@ -345,7 +343,7 @@ def _validate(c: TrainConfig) -> None:
     _positive(c, "val_every", allow_none=True)
     _positive(c, "workers", minimum=0)
     _positive(c, "seed", minimum=0)
-    multiple = 8 if c.mode == "erfnet" else 16
+    multiple = MODE_TABLE[c.mode].size_multiple
     if c.height is not None:
         _positive(c, "height")
         if c.height % multiple:

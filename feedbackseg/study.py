@@ -38,6 +38,7 @@ from typing import Any
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
 from feedbackseg.data import split_names, split_shards, steps_per_epoch
 from feedbackseg.json_values import json_safe
+from feedbackseg.modes import mode_of
 from feedbackseg.rundir import BEST_NAME, CONFIG_NAME, LAST_NAME, saved_config_diff
 from feedbackseg.study_file import (
     STUDY_SPLIT,
@@ -177,7 +178,7 @@ def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> 
         return cached
     device = device or config.device
     best = run / BEST_NAME
-    data = _segmentation(config, cell, best, device) if cell.mode != "restore" else {}
+    data = _segmentation(config, cell, best, device) if mode_of(cell.mode).segmenter else {}
     if cell.restores:
         data.update(_restoration(config, best, device))
     data.setdefault("miou", None)  # the restore mode segments nothing

@@ -33,6 +33,7 @@ from typing import Any
 
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
 from feedbackseg.errors import FbsegError
+from feedbackseg.modes import mode_of
 
 __all__ = [
     "CELL_PREFIX",
@@ -102,7 +103,7 @@ class Cell:
     @property
     def restores(self) -> bool:
         """Whether the cell has a restorer R (restore-seg, feedback, restore)."""
-        return self.mode != "erfnet"
+        return mode_of(self.mode).restorer
 
     @property
     def depends_on(self) -> str | None:

@@ -58,6 +58,7 @@ from feedbackseg.label_layout import label_layout
 from feedbackseg.losses import focal_loss, iteration_gammas
 from feedbackseg.memory import is_out_of_memory, out_of_memory_detail
 from feedbackseg.models import TRAIN_STEPS, NonFiniteError
+from feedbackseg.modes import mode_of
 from feedbackseg.precision import cuda_float32_precision
 from feedbackseg.preflight import check_batch_memory, check_val_split
 from feedbackseg.progress import Progress as _Progress
@@ -300,16 +301,17 @@ def _take_step(
         x = x.contiguous(memory_format=torch.channels_last)
         clean = clean.contiguous(memory_format=torch.channels_last)
     kwargs: dict[str, Any] = {"autocast_dtype": state.autocast_dtype, "scaler": state.scaler}
-    if config.mode == "feedback":
+    mode = mode_of(config.mode)
+    if mode.feedback:
         kwargs["iterations"] = config.iterations
     if config.flow_loss == "epe":  # the smoothed inverse of this sample's displacement
         kwargs["flow_target"] = smoothed_inverse(flow)
         kwargs["flow_weight"] = config.flow_weight
     try:
-        result = TRAIN_STEPS[config.mode](
+        result = TRAIN_STEPS[mode.name](
             state.step_model,
             x,
-            None if config.mode == "erfnet" else clean,
+            mode.step_inputs(clean),
             label,
             state.opt_r,
             state.opt_s,
@@ -492,7 +494,7 @@ def _run(
     h, w = train_set.image_size
     what = (
         "R alone on L1"
-        if config.mode == "restore"
+        if not mode_of(config.mode).segmenter
         else f"{config.loss}, {config.num_classes} classes"
     )
     progress.say(

@@ -36,6 +36,7 @@ from feedbackseg.distributed import DistributedContext
 from feedbackseg.label_layout import label_layout
 from feedbackseg.losses import BMVC2020_CLASS_WEIGHTS, class_balanced_weights
 from feedbackseg.models import build_model, model_parts
+from feedbackseg.modes import mode_of
 from feedbackseg.precision import amp_settings
 from feedbackseg.rundir import BEST_NAME, LAST_NAME
 
@@ -166,7 +167,11 @@ def initial_class_weights(config: TrainConfig, log: Callable[[str], None]) -> to
     ``shards``: class-balanced weights of the training split's pixel counts (the void class of
     the 20-class layout gets weight 0, SPEC 3); ``bmvc2020``: the fixed constants.
     """
-    if config.loss != "cb-ifl" or config.class_weights == "none" or config.mode == "restore":
+    if (
+        config.loss != "cb-ifl"
+        or config.class_weights == "none"
+        or not mode_of(config.mode).segmenter
+    ):
         return None
     if config.class_weights == "bmvc2020":
         weights = BMVC2020_CLASS_WEIGHTS.clone()
@@ -343,7 +348,7 @@ def checkpoint_payload(state: TrainState, full: bool) -> dict[str, Any]:
         "image_size": list(state.image_size),
         "class_weights": None if state.class_weights is None else state.class_weights.clone(),
     }
-    if config.mode == "restore":
+    if not mode_of(config.mode).segmenter:  # R alone: its best restoration
         data["best_psnr_gain_db"] = state.best_psnr_gain_db
     if full:
         data["optimizers"], data["schedulers"] = {}, {}

@@ -18,6 +18,7 @@ from torch import nn
 
 from feedbackseg.data import ShardDataset
 from feedbackseg.distributed import DistributedContext
+from feedbackseg.modes import mode_of
 from feedbackseg.progress import Progress
 from feedbackseg.restoration import restoration_metrics
 from feedbackseg.rundir import TrainError, append_metrics
@@ -96,7 +97,7 @@ def validate(
         return None
     config = state.config
     _sync_buffers(state.model, state.ctx)
-    if config.mode == "restore":  # R alone: validated by its restoration
+    if not mode_of(config.mode).segmenter:  # R alone: validated by its restoration
         return validate_restoration(state, val_set, at_epoch, progress)
     result = _evaluate(state, val_set)
     final = result.confusion.as_dict()

@@ -46,6 +46,7 @@ from feedbackseg.models.feedback import (
     restore_train_step,
 )
 from feedbackseg.models.restorer import Restorer
+from feedbackseg.modes import mode_of
 
 #: Restorer widths: the original (64 .. 1024 channels, ~31.0 M parameters) and a narrow one
 #: for CPU work (8 .. 128 channels).
@@ -71,7 +72,7 @@ def build_model(
     Args:
         mode: "erfnet" (:class:`ERFNet`), "restore-seg" (:class:`RestoreSegmenter`),
             "feedback" (:class:`FeedbackSegmenter`) or "restore" (:class:`Restoration`, R
-            alone); see :data:`feedbackseg.config.MODES`.
+            alone); see :data:`feedbackseg.modes.MODE_TABLE`.
         num_classes: output classes C (19; 20 for the original's layout with a void class).
         small: a narrow restorer (``base_width=8``) for CPU work; ERFNet is always the original.
         flow_init: :data:`FLOW_INITS` ("zero": :meth:`Restorer.zero_flow_head`).
@@ -81,25 +82,23 @@ def build_model(
     Raises:
         ValueError: an unknown mode, flow_init or restorer_bn.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    kind = mode_of(mode)  # ValueError for an unknown mode
     if flow_init not in FLOW_INITS or restorer_bn not in RESTORER_BN:
         raise ValueError(f"unknown flow_init {flow_init!r} or restorer_bn {restorer_bn!r}")
     segmenter = ERFNet(num_classes)
-    if mode == "erfnet":
+    if not kind.restorer:
         return segmenter
-    feedback = mode == "feedback"
     restorer = Restorer(
         num_classes=num_classes,
-        feedback=feedback,
+        feedback=kind.feedback,
         batch_stats_at_inference=restorer_bn == "batch",
         **RESTORER_CONFIGS[small],
     )
     if flow_init == "zero":
         restorer.zero_flow_head()
-    if feedback:
+    if kind.feedback:
         return FeedbackSegmenter(restorer, segmenter)
-    if mode == "restore":
+    if not kind.segmenter:
         return Restoration(restorer)
     return RestoreSegmenter(restorer, segmenter)
 
