@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from turbsim.choices import WAVES
 from turbsim.params import REFERENCE_PARAMS
-from turbsim.shards.schema import WAVES
 
 if TYPE_CHECKING:
     from turbsim.params import TurbulenceParams

@@ -15,14 +15,12 @@ from typing import Any
 
 import click
 
+from turbsim.choices import BLUR_MODES, BORDERS, NORMALIZE_CHOICES
 from turbsim.recipe import builtin_recipes
 from turbsim.shards.schema import (
-    BLUR_MODES,
-    BORDERS,
     COMPRESSIONS,
     FLOW_CHOICES,
     FLOW_RESAMPLES,
-    NORMALIZE_CHOICES,
 )
 from turbsim_cli.options import (
     PHYSICS_FLAGS,

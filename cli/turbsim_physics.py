@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from turbsim.shards.schema import NORMALIZE_CHOICES
+from turbsim.choices import NORMALIZE_CHOICES
 from turbsim_cli.options import (
     IMAGE_SIZE,
     PHYSICS_FLAGS,

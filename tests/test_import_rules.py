@@ -7,6 +7,7 @@
   functions (it is an optional dependency).
 - feedbackseg imports turbsim only through ``turbsim.shards`` (and the light atomic writer
   ``turbsim._files``) and ``turbsim.augment`` (online turbulence), and never imports cli.
+- The physics modules (params, theory, field, warp, blur, choices) never import turbsim.shards.
 - No import cycle inside turbsim (function-local imports included); ``import turbsim.shards``
   loads neither numba, scipy, cv2 nor torch.
 - Sizes: no module over 600 lines, no function over 100 lines (its docstring aside).
@@ -25,6 +26,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("turbsim", "feedbackseg", "cli")
+#: The physics modules: they never import the storage layer (turbsim.shards).
+PHYSICS_MODULES = frozenset(
+    f"turbsim/{name}.py"
+    for name in ("params", "theory", "field", "warp", "blur", "choices", "table_cache", "threads")
+)
 #: The one turbsim module that may import torch.
 TORCH_MODULE = "turbsim/augment.py"
 
@@ -120,6 +126,8 @@ def violations(source: str, path: str) -> list[str]:
                     continue
                 if _is(module, banned):
                     flag(imp, f"turbsim must never import {banned}")
+            if path in PHYSICS_MODULES and _is(module, "turbsim.shards"):
+                flag(imp, "the physics takes its choices from turbsim.choices, not the storage")
             if _is(module, "h5py") and (
                 not path.startswith("turbsim/shards/") or path == "turbsim/shards/schema.py"
             ):
@@ -159,6 +167,7 @@ def _python_files() -> list[Path]:
         ("turbsim/field.py", "def f():\n    import click\n"),
         ("turbsim/field.py", "from feedbackseg.models import erfnet\n"),
         ("turbsim/field.py", "from cli import options\n"),
+        ("turbsim/warp.py", "from turbsim.shards.schema import BORDERS\n"),
         ("turbsim/sub/x.py", "from ...cli import options\n"),
         ("turbsim/field.py", "import importlib\nimportlib.import_module('torch')\n"),
         ("turbsim/field.py", "__import__('click')\n"),

@@ -100,6 +100,13 @@ def _fsync_file(path: Path) -> None:
         os.fsync(stream.fileno())
 
 
+def publish(temporary: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Give a complete (already fsynced) temporary the usual mode and rename it over ``path``
+    (atomic on POSIX); the caller fsyncs the folder (:func:`fsync_dir`) when it is done."""
+    os.chmod(temporary, default_mode())
+    os.replace(temporary, path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on success publish it at ``path`` atomically.
@@ -120,8 +127,7 @@ def atomic_path(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[Pa
         yield temporary
         if fsync:
             _fsync_file(temporary)
-        os.chmod(temporary, default_mode())
-        os.replace(temporary, path)
+        publish(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)

@@ -51,11 +51,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from turbsim import blur as _blur
+from turbsim.choices import BORDERS
 from turbsim.field import SpectralFilter, spectral_filter, stored_scale_filter
 from turbsim.params import TurbulenceParams
 from turbsim.recipe import Recipe, RecipeError, resolve_recipe
 from turbsim.resample import area_weights
-from turbsim.shards.schema import BORDERS
 from turbsim.theory import sigma_r_px
 
 __all__ = [
@@ -244,7 +244,7 @@ def warp(images: Tensor, flow: Tensor, border: str = "clamp") -> Tensor:
         images: (B, C, H, W) uint8 or floating point, on any device.
         flow: (B, 2, H, W) displacement [px], finite.
         border: "clamp" (default), "reflect" (reflect-101) or "zero" (0 where the sample point
-            is outside the pixel-centre rectangle), as :data:`turbsim.shards.schema.BORDERS`.
+            is outside the pixel-centre rectangle), as :data:`turbsim.choices.BORDERS`.
 
     Returns:
         (B, C, H, W), the dtype and device of ``images``; float64 images are computed in

@@ -39,8 +39,8 @@ import scipy.fft
 import scipy.special
 
 from turbsim import theory
+from turbsim.choices import BLUR_MODES  # noqa: F401  (re-exported)
 from turbsim.params import TurbulenceParams
-from turbsim.shards.schema import BLUR_MODES  # noqa: F401  (re-exported)
 from turbsim.threads import get_num_threads
 
 #: Fried's coefficient of the phase structure function, 6.88 / 2 = 3.44 (Fried 1966).

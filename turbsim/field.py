@@ -28,8 +28,8 @@ import numpy as np
 import scipy.fft as sfft
 
 from turbsim.blur import blur_image
+from turbsim.choices import BLUR_MODES, NORMALIZE_CHOICES
 from turbsim.params import TurbulenceParams
-from turbsim.shards.schema import BLUR_MODES, NORMALIZE_CHOICES
 from turbsim.theory import correlation_table, covariance_images, sigma_r_px
 from turbsim.threads import get_num_threads, set_num_threads  # noqa: F401  (public here too)
 from turbsim.warp import warp_image
@@ -359,7 +359,7 @@ def distort(
         image: (H, W) or (H, W, C), uint8 or float.
         params: the path and camera.
         rng: the only source of randomness (the tilt field).
-        border: warp border mode (:data:`turbsim.shards.schema.BORDERS`).
+        border: warp border mode (:data:`turbsim.choices.BORDERS`).
         normalize: field normalisation (:data:`NORMALIZE_CHOICES`).
         blur: ``"none"`` (tilt only, the Technion model) or ``"short-exposure"`` (then the mean
             short-exposure blur of the same atmosphere, :func:`turbsim.blur.blur_image`).

@@ -52,6 +52,7 @@ from turbsim.plan import (
 )
 from turbsim.recipe import Range, Recipe
 from turbsim.seeding import SEEDING_SCHEME
+from turbsim.shards.manifest import Manifest, make_manifest
 
 __all__ = ["RunReport", "build_manifest", "generate", "library_versions"]
 
@@ -96,7 +97,7 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def build_manifest(plan: Plan, records: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def build_manifest(plan: Plan, records: dict[int, dict[str, Any]]) -> Manifest:
     """The manifest of a finished dataset (all planned shards present in ``records``)."""
     from turbsim import __version__
 
@@ -106,30 +107,29 @@ def build_manifest(plan: Plan, records: dict[int, dict[str, Any]]) -> dict[str, 
         rec = records[task.global_index]
         skipped += rec.get("skipped", [])
         shard_list.append(shards.ShardInfo.from_dict(rec).to_dict())
-    return {
-        "schema_version": shards.MANIFEST_SCHEMA_VERSION,
-        "tool": "turbsim",
-        "tool_version": __version__,
-        "git_commit": _git_commit(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "recipe": plan.recipe.data,
-        "recipe_hash": plan.recipe.digest(),
-        "root_seed": plan.recipe.seed,
-        "seeding": SEEDING_SCHEME,
-        "libraries": library_versions(),
-        "source_root": plan.source_root,
-        "input_list_hash": plan.input_list_hash,
-        "labels": plan.label_note,
-        "native_sizes": {t.split: list(t.native_shape) for t in plan.tasks},
-        "stored_sizes": {t.split: list(t.out_shape) for t in plan.tasks},
-        "splits": {
+    return make_manifest(
+        tool="turbsim",
+        tool_version=__version__,
+        git_commit=_git_commit(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        recipe=plan.recipe.data,
+        recipe_hash=plan.recipe.digest(),
+        root_seed=plan.recipe.seed,
+        seeding=SEEDING_SCHEME,
+        libraries=library_versions(),
+        source_root=plan.source_root,
+        input_list_hash=plan.input_list_hash,
+        labels=plan.label_note,
+        native_sizes={t.split: list(t.native_shape) for t in plan.tasks},
+        stored_sizes={t.split: list(t.out_shape) for t in plan.tasks},
+        splits={
             split: sum(r["samples"] for i, r in records.items() if plan.tasks[i].split == split)
             for split in plan.recipe.splits
         },
-        "skipped": skipped,
-        "shards": shard_list,
+        skipped=skipped,
+        shards=shard_list,
         **({} if plan.source is None else {"source": plan.source}),
-    }
+    )
 
 
 # -------------------------------------------------------------------------------- driver

@@ -39,7 +39,7 @@ from typing import Any
 from turbsim import _files, shards
 from turbsim.plan import GenerateError, ShardTask
 from turbsim.recipe import Recipe
-from turbsim.render import sidecar_path
+from turbsim.shards.sidecar import read_sidecar, sidecar_path
 
 #: The resolved recipe and its hash, written first into every output folder.
 RECIPE_FILE = "recipe.json"
@@ -441,11 +441,9 @@ def published_record(
     if not (side.is_file() and path.is_file()):
         return None, ""
     try:
-        record = json.loads(side.read_text())
+        record = read_sidecar(root, task.split, task.index)
         size = path.stat().st_size
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None, f"{side}: unreadable sidecar"
-    if not isinstance(record, dict):
+    except (OSError, ValueError):
         return None, f"{side}: unreadable sidecar"
     made_with = record.get("recipe_hash")
     if recipe_hash is not None and made_with is not None and made_with != recipe_hash:

@@ -16,8 +16,8 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from turbsim.choices import WAVES
 from turbsim.errors import TurbsimError
-from turbsim.shards.schema import WAVES
 
 __all__ = [
     "OUTER_SCALE_PER_HEIGHT",

@@ -39,17 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from turbsim.choices import BLUR_MODES, BORDERS, NORMALIZE_CHOICES, WAVES
 from turbsim.errors import TurbsimError
 from turbsim.params import POSITIVE_FIELDS, REFERENCE_PARAMS, TurbulenceParams
 from turbsim.shards.schema import (
-    BLUR_MODES,
-    BORDERS,
     COMPRESSIONS,
     FLOW_CHOICES,
     FLOW_RESAMPLES,
-    NORMALIZE_CHOICES,
     SPLITS,
-    WAVES,
 )
 
 #: TurbulenceParams fields that a recipe can fix or sample.

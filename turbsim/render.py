@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from turbsim import _files, shards
+from turbsim import shards
 from turbsim.blur import blur_image
 from turbsim.cityscapes import CityscapesError, read_image_rgb, read_train_ids
 from turbsim.field import sample_tilt_field
@@ -29,6 +29,7 @@ from turbsim.plan import GenerateError, PlannedSample, ShardTask
 from turbsim.recipe import PHYSICS_KEYS, Recipe
 from turbsim.resample import area_resize_field
 from turbsim.seeding import sample_seed_sequence
+from turbsim.shards.sidecar import sidecar_record, write_sidecar
 from turbsim.theory import r0_m, sigma_r_px
 from turbsim.warp import set_num_threads as set_warp_threads
 from turbsim.warp import warm_up, warp_image
@@ -158,11 +159,6 @@ def configure_worker(threads: int) -> None:
     warm_up((np.dtype(np.uint8),), (np.dtype(np.float32),))  # what generate uses
 
 
-def sidecar_path(root: Path, split: str, index: int) -> Path:
-    """The JSON record written next to a published shard."""
-    return shards.shard_path(root, split, index).with_suffix(".json")
-
-
 def run_shard(
     task: ShardTask,
     recipe: Recipe,
@@ -233,15 +229,10 @@ def run_shard(
             variants.append(sample.variant)
             if on_image is not None:
                 on_image(1)
-    record = {
-        **writer.info.to_dict(),
-        "names": names,
-        "variants": variants,
-        "skipped": skipped,
-        "global_index": task.global_index,
-        "recipe_hash": recipe.digest(),
-    }
-    _files.write_json(sidecar_path(root, task.split, task.index), record, sort_keys=True)
+    record = sidecar_record(
+        writer.info.to_dict(), names, variants, skipped, task.global_index, recipe.digest()
+    )
+    write_sidecar(root, task.split, task.index, record)
     return record
 
 

@@ -29,8 +29,8 @@ import numpy as np
 import scipy.special as sp
 
 from turbsim import table_cache
+from turbsim.choices import WAVES
 from turbsim.params import TurbulenceParams, shape_value
-from turbsim.shards.schema import WAVES
 
 #: Notices of this module (logger "turbsim.theory"); the commands print INFO ones on stderr.
 logger = logging.getLogger(__name__)

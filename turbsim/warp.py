@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from turbsim.shards.schema import BORDERS
+from turbsim.choices import BORDERS
 
 __all__ = ["BORDERS", "set_num_threads", "warm_up", "warp_image"]
 

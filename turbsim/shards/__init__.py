@@ -6,8 +6,11 @@ gzip/lzf-compressed or raw, one sample per chunk, and self-describing attributes
 
 Layout of an output folder ``OUT``::
 
-    OUT/manifest.json                 written last, atomically (see :func:`write_manifest`)
+    OUT/manifest.json                 written last, atomically (keys: :class:`Manifest`, built
+                                      by :func:`make_manifest`, see :func:`write_manifest`)
     OUT/{split}/shard-{k:05d}.h5      one file per shard (see :func:`shard_path`)
+    OUT/{split}/shard-{k:05d}.json    its sidecar, written once it is published
+                                      (turbsim.shards.sidecar)
 
 Schema of one shard file (``schema_version`` 1), N samples of H x W pixels:
 
@@ -76,6 +79,8 @@ _EXPORTS: dict[str, str] = {
     "SCHEMA_VERSION": "turbsim.shards.schema",
     "SHARD_RE": "turbsim.shards.schema",
     "STRING_PARAM_KEYS": "turbsim.shards.schema",
+    "MANIFEST_KEYS": "turbsim.shards.manifest",
+    "Manifest": "turbsim.shards.manifest",
     "ShardError": "turbsim.shards.errors",
     "ShardInfo": "turbsim.shards.writer",
     "ShardReader": "turbsim.shards.reader",
@@ -84,6 +89,11 @@ _EXPORTS: dict[str, str] = {
     "is_published_shard_valid": "turbsim.shards.integrity",
     "library_versions": "turbsim.shards.manifest",
     "list_splits": "turbsim.shards.reader",
+    "make_manifest": "turbsim.shards.manifest",
+    "read_sidecar": "turbsim.shards.sidecar",
+    "sidecar_path": "turbsim.shards.sidecar",
+    "sidecar_record": "turbsim.shards.sidecar",
+    "write_sidecar": "turbsim.shards.sidecar",
     "open_split": "turbsim.shards.reader",
     "read_manifest": "turbsim.shards.manifest",
     "sha256_file": "turbsim.shards.writer",
@@ -101,9 +111,11 @@ __all__ = [
     "IGNORE_LABEL",
     "MANIFEST_NAME",
     "MANIFEST_SCHEMA_VERSION",
+    "MANIFEST_KEYS",
     "SCHEMA_VERSION",
     "SHARD_RE",
     "STRING_PARAM_KEYS",
+    "Manifest",
     "ShardError",
     "ShardInfo",
     "ShardReader",
@@ -112,13 +124,18 @@ __all__ = [
     "is_published_shard_valid",
     "library_versions",
     "list_splits",
+    "make_manifest",
     "open_split",
+    "read_sidecar",
     "read_manifest",
     "sha256_file",
     "shard_path",
+    "sidecar_path",
+    "sidecar_record",
     "summarize",
     "verify",
     "write_manifest",
+    "write_sidecar",
 ]
 
 

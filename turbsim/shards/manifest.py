@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import h5py
 
@@ -18,6 +18,51 @@ from turbsim._files import TMP_SUFFIX, write_text
 from turbsim.shards.errors import ShardError
 from turbsim.shards.schema import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION
 from turbsim.shards.writer import ShardInfo
+
+
+class Manifest(TypedDict, total=False):
+    """The keys of ``manifest.json`` (``schema_version`` :data:`MANIFEST_SCHEMA_VERSION`), in the
+    order they are written; ``source`` only for an image folder (turbsim.image_folder)."""
+
+    schema_version: int
+    tool: str
+    tool_version: str
+    git_commit: str | None
+    created: str  # ISO 8601, UTC, seconds
+    recipe: dict[str, Any]  # the resolved recipe (turbsim.recipe.Recipe.data)
+    recipe_hash: str
+    root_seed: int
+    seeding: str  # the seeding scheme in words (turbsim.seeding.SEEDING_SCHEME)
+    libraries: dict[str, str]
+    source_root: str
+    input_list_hash: str
+    labels: dict[str, str]  # split -> why its labels are all 255
+    native_sizes: dict[str, list[int]]  # split -> [H, W] px
+    stored_sizes: dict[str, list[int]]
+    splits: dict[str, int]  # split -> samples
+    skipped: list[dict[str, str]]  # [{path, reason}]
+    shards: list[dict[str, Any]]  # ShardInfo.to_dict() entries (SHARD_INFO_KEYS)
+    source: dict[str, Any]
+
+
+#: The manifest's keys in file order; all but ``source`` are required.
+MANIFEST_KEYS: tuple[str, ...] = tuple(Manifest.__annotations__)
+_OPTIONAL_KEYS = frozenset({"source"})
+
+
+def make_manifest(**values: Any) -> Manifest:
+    """A manifest from its parts (every key of :class:`Manifest` but ``schema_version``, which
+    is set here), with its keys in file order.
+
+    Raises:
+        TypeError: a key that is not a manifest key, or a required key missing.
+    """
+    values = {"schema_version": MANIFEST_SCHEMA_VERSION, **values}
+    unknown = set(values) - set(MANIFEST_KEYS)
+    missing = set(MANIFEST_KEYS) - _OPTIONAL_KEYS - set(values)
+    if unknown or missing:
+        raise TypeError(f"manifest keys: unknown {sorted(unknown)}, missing {sorted(missing)}")
+    return Manifest(**{key: values[key] for key in MANIFEST_KEYS if key in values})  # type: ignore[typeddict-item]
 
 
 def write_manifest(root: str | os.PathLike[str], manifest: Mapping[str, Any]) -> Path:
@@ -52,7 +97,7 @@ def write_manifest(root: str | os.PathLike[str], manifest: Mapping[str, Any]) ->
     return path
 
 
-def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
+def read_manifest(root: str | os.PathLike[str]) -> Manifest:
     """Read and check ``root/manifest.json``.
 
     Returns:

@@ -1,8 +1,8 @@
 """The shard contract's names and choices, and the Cityscapes class table (numpy only).
 
 The one light module that every reader may import: feedbackseg takes the ignore label, the class
-names and the palette from here, turbsim's recipe, warp, field and CLI take their choice lists
-from here. No h5py, numba, scipy or torch.
+names and the palette from here, turbsim's recipe and CLI take the storage choice lists from
+here (the physics choices are turbsim.choices'). No h5py, numba, scipy or torch.
 """
 
 from __future__ import annotations
@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
+# The physics choices a dataset records (recipe.json, the params of each sample) are the
+# physics model's: defined in turbsim.choices, named here for readers of the contract.
+from turbsim.choices import BLUR_MODES, BORDERS, NORMALIZE_CHOICES, WAVES  # noqa: F401
 
 #: Version of the shard file layout (the ``schema_version`` attribute of every shard).
 SCHEMA_VERSION = 1
@@ -42,14 +46,6 @@ STRING_PARAM_KEYS = frozenset({"wave"})
 #: Keys of one manifest ``shards`` entry (:class:`turbsim.shards.ShardInfo`), in file order.
 SHARD_INFO_KEYS: tuple[str, ...] = ("file", "split", "index", "samples", "bytes", "sha256")
 
-#: Warp border modes (turbsim.warp): clamp, reflect (OpenCV REFLECT_101), zero (Matlab interp2).
-BORDERS: tuple[str, ...] = ("clamp", "reflect", "zero")
-#: Field normalisations (turbsim.field): ensemble physics, or per-field std as the BMVC scripts.
-NORMALIZE_CHOICES: tuple[str, ...] = ("ensemble", "per-field")
-#: Blur modes (turbsim.blur; recipe key ``blur``): tilt only, or the mean short-exposure blur.
-BLUR_MODES: tuple[str, ...] = ("none", "short-exposure")
-#: Wave models of the turbulence theory (turbsim.theory).
-WAVES: tuple[str, ...] = ("spherical", "plane")
 #: Splits of the Cityscapes layout, in the order of their split codes (seeding).
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 

@@ -19,10 +19,10 @@ import h5py
 import numpy as np
 
 from turbsim._files import (
-    default_mode,
     disk_full_error,
     fsync_dir,
     is_disk_full,
+    publish,
     temporary_name,
 )
 from turbsim.shards.errors import ShardError
@@ -502,9 +502,8 @@ class ShardWriter:
             size = self._tmp.stat().st_size
             with open(self._tmp, "rb") as stream:
                 sha256 = _sha256_stream(stream)
-                os.fsync(stream.fileno())
-            os.chmod(self._tmp, default_mode())
-            os.replace(self._tmp, self.path)
+                os.fsync(stream.fileno())  # the hash is of what is on disk
+            publish(self._tmp, self.path)  # as turbsim._files.atomic_path does
         except BaseException as error:
             self._discard()
             if isinstance(error, Exception) and is_disk_full(error):
