@@ -26,6 +26,7 @@ from turbsim_cli.fbseg_errors import (
 from turbsim_cli.options import (
     OneLineErrorGroup,
     bad_parameter,
+    describe_defaults,
     package_version,
     require_torch,
     user_errors,
@@ -536,6 +537,20 @@ def plot(run: str, out: str) -> None:
     except ImportError as error:  # matplotlib missing: how to install it
         raise click.ClickException(str(error)) from None
     click.echo(f"wrote {out}")
+
+
+describe_defaults(
+    train,
+    config_file="none",
+    recipe="the paper's optimisation (bmvc2020)",
+    max_steps="from --epochs",
+    pretrained_encoder="none (random init)",
+    pretrained_restorer="none",
+    val_split="val, if the shards have it",
+)
+describe_defaults(evaluate_command, json_path="not written", save_predictions="not written")
+describe_defaults(study_command, only="every run of the study")
+describe_defaults(compare, markdown="not written", png="not written")
 
 
 if __name__ == "__main__":

@@ -297,6 +297,16 @@ def user_errors(
     return decorate
 
 
+def describe_defaults(command: click.Command, **texts: str) -> None:
+    """Show in ``--help`` what an option left unset does (``[default: TEXT]``), for options
+    whose default is None and means something (``all shards``, ``not written``)."""
+    for param in command.params:
+        if param.name in texts:
+            param.show_default = texts.pop(param.name)
+    if texts:
+        raise ValueError(f"{command.name}: no options {sorted(texts)}")
+
+
 def one_line(text: object) -> str:
     """``text`` on one line: runs of whitespace (newlines of HDF5's messages) become a space."""
     return " ".join(str(text).split())

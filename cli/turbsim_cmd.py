@@ -19,6 +19,7 @@ from turbsim.shards.schema import (
 from turbsim_cli import turbsim_physics as physics_commands
 from turbsim_cli.options import (
     OneLineErrorGroup,
+    describe_defaults,
     package_version,
     positive_floats,
     user_errors,
@@ -169,6 +170,7 @@ def info(out: Path) -> None:
 from turbsim_cli.turbsim_export import export  # noqa: E402  (commands of their own modules)
 from turbsim_cli.turbsim_generate import generate  # noqa: E402
 
+describe_defaults(preview, name="the first sample of the split")
 main.add_command(generate)
 main.add_command(export)
 

@@ -26,6 +26,7 @@ from turbsim_cli.options import (
     PHYSICS_FLAGS,
     WAVE_CHOICES,
     bad_parameter,
+    describe_defaults,
     one_line,
     recipe_default,
     write_error,
@@ -421,3 +422,13 @@ def _run_with_progress(plan: Any, out: Path, quiet: bool, **options: Any) -> Any
     finally:
         if bar is not None:
             bar.close()
+
+
+describe_defaults(
+    generate,
+    images="--cityscapes",
+    shard_index="all shards",
+    num_shards="all shards",
+    shard_list="all shards",
+    scheduler="local processes (--workers)",
+)

@@ -18,6 +18,7 @@ from turbsim_cli.options import (
     IMAGE_SIZE,
     PHYSICS_FLAGS,
     bad_parameter,
+    describe_defaults,
     params_from_options,
     physics_options,
     positive_floats,
@@ -318,3 +319,8 @@ def _shard_folds(shards_dir: Path | None) -> dict[str, Any] | None:
             f"{e.stored:.4f} stored at {s[0]}x{s[1]} ({e.fields} fields of its recipe)"
         )
     return per_split
+
+
+describe_defaults(params, recipe="the reference camera and air (the flags' defaults)")
+describe_defaults(field, png="not written")
+describe_defaults(plot_stats, json_out="not written", shards_dir="none")

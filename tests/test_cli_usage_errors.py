@@ -137,3 +137,20 @@ def test_large_field_warns_once_naming_the_camera_flag(place, tmp_path) -> None:
     assert len(lines) == 1 and "--focal-length" in lines[0] and "32x64 px" in lines[0], lines
     scaled = CliRunner().invoke(turbsim, [*base, "--focal-length", "2000"])
     assert scaled.exit_code == 0 and "warning:" not in scaled.stderr, scaled.stderr
+
+
+@pytest.mark.parametrize("cli", ["turbsim", "fbseg"])
+def test_every_option_says_its_default(cli) -> None:
+    """An option a user may leave out says in --help what it then is (flags aside)."""
+    import click
+
+    group = {"turbsim": turbsim, "fbseg": fbseg}[cli]
+    silent = []
+    for name, command in group.commands.items():
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.is_flag or param.required:
+                continue
+            text = (param.help or "").lower()
+            if param.show_default in (None, False) and "default" not in text and "[" not in text:
+                silent.append(f"{name} {param.opts[0]}")
+    assert silent == []
