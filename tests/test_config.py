@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from feedbackseg.config import MODES, RECIPES, ConfigError, TrainConfig, resolve_config
+from feedbackseg.config import (
+    MODES,
+    RECIPES,
+    ConfigError,
+    TrainConfig,
+    config_diff,
+    resolve_config,
+)
 from turbsim_cli.fbseg_cmd import main
 
 #: SPEC-feedbackseg section 4 (with the values sections 1-3 fix), written out here on purpose:
@@ -119,3 +127,51 @@ def test_a_bad_config_file_value_names_the_key(tmp_path: Path) -> None:
     result = _train("--config", str(toml))
     assert result.exit_code == 1, result.output
     assert result.output.strip().startswith("Error: height: 36 is not a multiple of 16")
+
+
+# ------------------------------------------ resolution and errors (moved from test_train.py)
+def test_config_resolution_order(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("batch_size = 4\nlr-s = 1e-3\ncrop = [16, 32]\naugment = true\nseed = 3\n")
+    c = resolve_config("s", tmp_path / "run", None, toml, {"seed": 7, "height": None})
+    assert c.recipe == "bmvc2020" and c.epochs == 150 and c.height == 224  # recipe
+    assert c.batch_size == 4 and c.lr_s == 1e-3 and c.crop == (16, 32)  # TOML over recipe
+    assert c.seed == 7  # flags over TOML; None = not given
+    assert c.lr_r == 2e-4 and c.lr_s_decay == 0.99 and c.lr_r_decay_epochs == 30
+    assert c.weight_decay_s == 2e-4 and c.betas_s == (0.9, 0.999)
+    assert Path(c.shards).is_absolute()
+    back = TrainConfig.from_dict(json.loads(c.to_json()))
+    assert back == c
+    original = resolve_config("s", "r", "bmvc2020-original")
+    assert original.num_classes == 20 and original.class_weights == "bmvc2020"
+    assert RECIPES["bmvc2020"] == {}  # the defaults (tests/test_config.py checks them)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"height": 36}, "^height: 36 is not a multiple of 16"),
+        ({"batch_size": 0}, "^batch_size: must be an integer >= 1, got 0$"),
+        ({"mode": "unet"}, "^mode: unknown mode 'unet'"),
+        ({"lr_s": -1.0}, "^lr_s: must be a finite number in (0, 1\\]"),
+        ({"resume": True, "overwrite": True}, "^resume and overwrite exclude each other$"),
+    ],
+)
+def test_config_rejects_bad_values(overrides: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        resolve_config("s", "r", overrides=overrides)
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("learning_rate = 1\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: unknown key 'learning_rate'"):
+        resolve_config("s", "r", config_file=bad)
+    with pytest.raises(ConfigError, match=r"missing\.toml: no such config file"):
+        resolve_config("s", "r", config_file=tmp_path / "missing.toml")
+
+
+def test_config_diff_ignores_resumable_keys() -> None:
+    a = resolve_config("s", "r").to_dict()
+    b = resolve_config("s", "r", overrides={"max_steps": 9, "workers": 0, "lr_s": 1e-3}).to_dict()
+    assert config_diff(a, b) == ["lr_s: 0.0005 -> 0.001"]
