@@ -36,7 +36,7 @@
   ``logits_0 - logits_0``): the method with its feedback switched off, same weights.
   ``miou_per_iteration_mean``: the mean over seeds of the mIoU after each iteration t = 1..T.
 - ``steps``: the runs' training length in steps (one number; a dict by cell if they differ).
-- ``paper``: the deltas the papers report (SPEC-feedbackseg section 6).
+- ``paper``: the deltas the papers report.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ PAPER: dict[str, Any] = {
     "source": (
         "Rai et al., BMVC 2020, abstract: the feedback method +17.41 mIoU over ERFNet on "
         "distorted Cityscapes, of which +1.9 mIoU from CB-iFL; Rai et al., WACV 2020 "
-        "(restoration + segmentation, no feedback): +12.71 IoU (SPEC-feedbackseg section 6)"
+        "(restoration + segmentation, no feedback): +12.71 IoU"
     ),
 }
 

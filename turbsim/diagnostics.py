@@ -191,8 +191,8 @@ class BlurConsistency:
     def table(self) -> str:
         """The checks as text (what `turbsim plot-stats` prints)."""
         lines = [
-            f"blur consistency (SPEC 8): r0 {self.r0_m * 1e3:.3f} mm, D/r0 {self.d_over_r0:.1f}, "
-            f"q {self.q:.2f}",
+            f"blur consistency (docs/physics.md): r0 {self.r0_m * 1e3:.3f} mm, "
+            f"D/r0 {self.d_over_r0:.1f}, q {self.q:.2f}",
             f"  tilt std: Z-tilt from r0 {self.z_tilt_px:.3f} px vs Technion sigma_r "
             f"{self.sigma_r_px:.3f} px ({100 * (self.z_tilt_px / self.sigma_r_px - 1):+.2f} %)",
             "  log MTF at x/D:   short-exp + tilt = sum      vs long-exposure",
