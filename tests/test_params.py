@@ -94,7 +94,8 @@ def test_params_module_imports_no_theory_statically() -> None:
             imported.add(node.module or "")
             imported |= {f"{node.module}.{alias.name}" for alias in node.names}
     assert "turbsim.theory" not in imported and not any("theory" in m for m in imported)
-    assert {"math", "dataclasses", "turbsim.shards.schema"} <= imported
+    assert {"math", "dataclasses", "turbsim.choices"} <= imported
+    assert not any(m.startswith("turbsim.shards") for m in imported)  # physics, not storage
 
 
 def test_importing_and_using_params_loads_no_theory_or_scipy() -> None:

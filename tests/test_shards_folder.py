@@ -225,13 +225,13 @@ def test_manifest_on_disk_is_plain_json(dataset: Path) -> None:
 
 # ------------------------------------------------------------------------------ package
 def test_package_re_exports_every_submodule_name() -> None:
-    from turbsim.shards import errors, manifest, reader, report, schema, writer
+    from turbsim.shards import errors, manifest, reader, report, schema, sidecar, writer
     from turbsim.shards import verify as verify_function
     from turbsim.shards.integrity import is_published_shard_valid, verify
 
     assert verify_function is verify and shards.verify is verify
     assert shards.is_published_shard_valid is is_published_shard_valid
-    modules = (errors, manifest, reader, report, schema, writer)
+    modules = (errors, manifest, reader, report, schema, sidecar, writer)
     for name in shards.__all__:
         owners = [m for m in modules if getattr(m, name, None) is getattr(shards, name)]
         assert owners or name in ("verify", "is_published_shard_valid"), name
