@@ -1,4 +1,5 @@
-"""Tiny shards for the tests of turbsim.shards (test_shards.py, test_shards_folder.py)."""
+"""Tiny shards for the tests of turbsim.shards (test_shards.py, test_shards_folder.py), and
+:func:`stored_samples`, every sample of a generated folder (the generate tests)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,14 @@ def make_dataset(root: Path, rng: np.random.Generator) -> dict[str, Any]:
     }
     shards.write_manifest(root, manifest)
     return manifest
+
+
+def stored_samples(root: Path) -> dict[tuple[str, str, int], dict[str, np.ndarray]]:
+    """Every stored sample of the shard folder ``root``, keyed by (split, name, variant)."""
+    out = {}
+    for info in shards.read_manifest(root)["shards"]:
+        with shards.ShardReader(root / info["file"]) as reader:
+            for i in range(len(reader)):
+                item = reader[i]
+                out[(info["split"], item["name"], int(item["variant"]))] = item
+    return out

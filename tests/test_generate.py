@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner
+from shards_samples import stored_samples
 
 from turbsim import shards
 from turbsim.cityscapes import discover, read_image_rgb, read_train_ids
@@ -34,18 +35,6 @@ def tree(tmp_path_factory) -> Path:
     return root
 
 
-def _arrays(root: Path) -> dict[tuple[str, str, int], dict[str, np.ndarray]]:
-    """Every stored sample keyed by (split, name, variant)."""
-    out = {}
-    manifest = shards.read_manifest(root)
-    for info in manifest["shards"]:
-        with shards.ShardReader(root / info["file"]) as reader:
-            for i in range(len(reader)):
-                item = reader[i]
-                out[(info["split"], item["name"], int(item["variant"]))] = item
-    return out
-
-
 def _recipe(**overrides):
     return resolve_recipe(None, {**FAST, **overrides})
 
@@ -60,7 +49,7 @@ def test_end_to_end_round_trip(tree: Path, tmp_path: Path) -> None:
     assert manifest["seeding"] and manifest["input_list_hash"] and manifest["libraries"]["numpy"]
     assert shards.verify(out) == []
     found = discover(tree, ["train", "val"])
-    items = _arrays(out)
+    items = stored_samples(out)
     assert len(items) == sum(len(v) for v in found.values()) == report.samples
     for split, samples in found.items():
         for s in samples:
@@ -81,7 +70,7 @@ def test_bit_identical_across_workers_and_shard_sizes(tree: Path, tmp_path: Path
     a, b = tmp_path / "a", tmp_path / "b"
     generate(make_plan(tree, _recipe(shard_size=2)), a, workers=1)
     generate(make_plan(tree, _recipe(shard_size=3)), b, workers=2)
-    ia, ib = _arrays(a), _arrays(b)
+    ia, ib = stored_samples(a), stored_samples(b)
     assert ia.keys() == ib.keys()
     for key in ia:
         for name in ("distorted", "clean", "label"):
@@ -90,12 +79,12 @@ def test_bit_identical_across_workers_and_shard_sizes(tree: Path, tmp_path: Path
 
 def test_seed_and_variants_change_the_distortion(tree: Path, tmp_path: Path) -> None:
     generate(make_plan(tree, _recipe(variants=2, seed=1)), tmp_path / "v")
-    items = _arrays(tmp_path / "v")
+    items = stored_samples(tmp_path / "v")
     stems = {(sp, n) for (sp, n, _) in items}
     for sp, n in stems:
         assert not np.array_equal(items[(sp, n, 0)]["distorted"], items[(sp, n, 1)]["distorted"])
     generate(make_plan(tree, _recipe(variants=2, seed=2)), tmp_path / "w")
-    other = _arrays(tmp_path / "w")
+    other = stored_samples(tmp_path / "w")
     key = next(iter(items))
     assert not np.array_equal(items[key]["distorted"], other[key]["distorted"])
 
@@ -108,7 +97,7 @@ def test_subset_runs_assemble_one_dataset(tree: Path, tmp_path: Path) -> None:
     assert not r0.manifest_written and not (part / "manifest.json").exists()
     r1 = generate(make_plan(tree, recipe), part, shard_index=1, num_shards=2)
     assert r1.manifest_written and r1.reused_shards == 0
-    ia, ib = _arrays(full), _arrays(part)
+    ia, ib = stored_samples(full), stored_samples(part)
     assert ia.keys() == ib.keys()
     for key in ia:
         np.testing.assert_array_equal(ia[key]["distorted"], ib[key]["distorted"])
@@ -160,10 +149,10 @@ def test_output_folder_errors_name_the_key(tmp_path: Path) -> None:
 def test_resize_scales_flow_and_keeps_labels_nearest(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "small"
     generate(make_plan(tree, _recipe(size="24x48", store_flow="float16")), out)
-    items = _arrays(out)
+    items = stored_samples(out)
     full = tmp_path / "native"
     generate(make_plan(tree, _recipe(store_flow="float16")), full)
-    native = _arrays(full)
+    native = stored_samples(full)
     for key, item in items.items():
         assert item["clean"].shape == (24, 48, 3) and item["label"].shape == (24, 48)
         assert set(np.unique(item["label"])) <= set(np.unique(native[key]["label"]))
@@ -263,7 +252,7 @@ def test_bad_input_is_named_and_skip_bad_records_it(tree: Path, tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_kill_then_resume_gives_identical_arrays(tree: Path, tmp_path: Path) -> None:
+def test_kill_then_resume_gives_identicalstored_samples(tree: Path, tmp_path: Path) -> None:
     """kill -9 in the middle, then --resume: only complete shards survive, result identical."""
     ref, out = tmp_path / "ref", tmp_path / "out"
     common = ["--cityscapes", str(tree), "--quiet", "--compression", "lzf", "--shard-size", "1"]
@@ -281,7 +270,7 @@ def test_kill_then_resume_gives_identical_arrays(tree: Path, tmp_path: Path) -> 
     assert res.exit_code == 0, res.output
     assert "reused" in res.output
     assert not list(out.rglob("*.tmp"))
-    ia, ib = _arrays(ref), _arrays(out)
+    ia, ib = stored_samples(ref), stored_samples(out)
     assert ia.keys() == ib.keys()
     for key in ia:
         np.testing.assert_array_equal(ia[key]["distorted"], ib[key]["distorted"])
@@ -295,7 +284,7 @@ def test_dask_local_cluster(tree: Path, tmp_path: Path) -> None:
     generate(make_plan(tree, recipe), ref)
     report = generate(make_plan(tree, recipe), out, scheduler="local-cluster", workers=1)
     assert report.manifest_written
-    ia, ib = _arrays(ref), _arrays(out)
+    ia, ib = stored_samples(ref), stored_samples(out)
     for key in ia:
         np.testing.assert_array_equal(ia[key]["distorted"], ib[key]["distorted"])
 
@@ -316,7 +305,7 @@ def test_preview_sheets_are_valid_pngs(tree: Path, tmp_path: Path) -> None:
     # the field is recomputed exactly when not stored: the distorted panel is the stored one
     from turbsim.preview import _TITLE_H
 
-    items = _arrays(out)
+    items = stored_samples(out)
     name = sheets[0].name
     split, rest = name.split("_", 1)
     stem = rest.rsplit("_v", 1)[0]
@@ -333,13 +322,13 @@ def test_recomputed_field_matches_stored_flow(tree: Path, tmp_path: Path) -> Non
     out = tmp_path / "flow"
     recipe = _recipe(store_flow="float16")
     generate(make_plan(tree, recipe), out)
-    for (split, stem, variant), item in list(_arrays(out).items())[:2]:
+    for (split, stem, variant), item in list(stored_samples(out).items())[:2]:
         field, params = sample_field(recipe, split, stem, variant, (H, W))
         np.testing.assert_allclose(item["flow"], field, atol=1e-2, rtol=1e-3)
         assert item["params"]["cn2"] == params.cn2
 
 
-def test_preview_raw_images_are_the_stored_arrays(tree: Path, tmp_path: Path) -> None:
+def test_preview_raw_images_are_the_storedstored_samples(tree: Path, tmp_path: Path) -> None:
     import cv2
 
     out = tmp_path / "data"
@@ -349,7 +338,7 @@ def test_preview_raw_images_are_the_stored_arrays(tree: Path, tmp_path: Path) ->
     (distorted,) = (tmp_path / "pv").glob("*_distorted.png")
     stem = distorted.name.split("_", 1)[1].rsplit("_v0_distorted", 1)[0]
     rgb = cv2.cvtColor(cv2.imread(str(distorted)), cv2.COLOR_BGR2RGB)
-    np.testing.assert_array_equal(rgb, _arrays(out)[("val", stem, 0)]["distorted"])
+    np.testing.assert_array_equal(rgb, stored_samples(out)[("val", stem, 0)]["distorted"])
 
 
 def test_cli_store_flow_bare_flag_means_int16(tree: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from cli_output import output_lines
 from click.testing import CliRunner
+from shards_samples import stored_samples
 
 from turbsim import cityscapes, shards
 from turbsim.generate import generate
@@ -51,16 +52,6 @@ def _files(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
-
-
-def _arrays(root: Path) -> dict[tuple[str, str, int], dict[str, np.ndarray]]:
-    out = {}
-    for info in shards.read_manifest(root)["shards"]:
-        with shards.ShardReader(root / info["file"]) as reader:
-            for i in range(len(reader)):
-                item = reader[i]
-                out[(info["split"], item["name"], int(item["variant"]))] = item
-    return out
 
 
 def _assert_one_line_error(res, *needles: str) -> str:
@@ -215,7 +206,7 @@ def test_resume_re_renders_a_shard_with_a_flipped_byte(tree: Path, tmp_path: Pat
     assert res.exit_code == 0, res.output
     assert f"{path}: sha256 differs" in res.output and "1 shard(s) rendered" in res.output
     assert shards.verify(out) == []
-    expected, got = _arrays(ref), _arrays(out)
+    expected, got = stored_samples(ref), stored_samples(out)
     assert expected.keys() == got.keys()
     for key, item in expected.items():
         for field in ("distorted", "clean", "label"):

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from shards_samples import stored_samples
 
 from turbsim import shards
 from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID, CityscapesError
@@ -43,16 +44,6 @@ def _write(path: Path, array: np.ndarray, *params: int) -> Path:
 def _label(seed: int, values: list[int], dtype=np.uint8) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.choice(np.array(values, dtype), size=(H, W))
-
-
-def _arrays(root: Path) -> dict[tuple[str, str, int], dict[str, np.ndarray]]:
-    out = {}
-    for info in shards.read_manifest(root)["shards"]:
-        with shards.ShardReader(root / info["file"]) as reader:
-            for i in range(len(reader)):
-                item = reader[i]
-                out[(info["split"], item["name"], int(item["variant"]))] = item
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +146,7 @@ def test_mixed_sizes_need_a_stored_size(tmp_path: Path) -> None:
     out = tmp_path / "out"
     generate(make_folder_plan(tmp_path, recipe), out)
     assert shards.verify(out) == []
-    assert {item["distorted"].shape for item in _arrays(out).values()} == {(32, 48, 3)}
+    assert {item["distorted"].shape for item in stored_samples(out).values()} == {(32, 48, 3)}
 
 
 # ------------------------------------------------------------------------------ label maps
@@ -201,7 +192,7 @@ def test_unlabelled_jpegs_generate_verify_resume(jpeg_folder: Path, tmp_path: Pa
     manifest = shards.read_manifest(out)
     assert manifest["labels"]["train"].startswith("no labels (all 255)")
     assert manifest["source"]["layout"] == "image-folder" and manifest["source"]["labels"] is None
-    stored = _arrays(out)
+    stored = stored_samples(out)
     assert sorted(name for _, name, _ in stored) == ["IMG_0001", "IMG_0002", "day two__shot"]
     assert all((item["label"] == 255).all() for item in stored.values())
     # the stored clean image is the JPEG's pixels, resized
@@ -217,7 +208,7 @@ def test_unlabelled_jpegs_generate_verify_resume(jpeg_folder: Path, tmp_path: Pa
     # deterministic: a fresh run, two workers, gives the same arrays
     again = tmp_path / "again"
     assert _cli(*[again if a == out else a for a in args], "--workers", "2").exit_code == 0
-    for key, item in _arrays(again).items():
+    for key, item in stored_samples(again).items():
         for field in ("clean", "distorted", "label"):
             assert np.array_equal(item[field], stored[key][field]), (key, field)
 
@@ -228,7 +219,7 @@ def test_labelled_folder_keeps_its_labels(labelled, tmp_path: Path) -> None:
     out = tmp_path / "out"
     generate(make_folder_plan(images, recipe, labels=labels), out)
     assert shards.verify(out) == []
-    stored = _arrays(out)
+    stored = stored_samples(out)
     assert {(split, name) for split, name, _ in stored} == set(truth)
     for (split, name, _), item in stored.items():
         assert np.array_equal(item["label"], truth[(split, name)]), name
@@ -249,7 +240,7 @@ def test_labelids_through_the_cityscapes_map(tmp_path: Path) -> None:
     out = tmp_path / "out"
     plan = make_folder_plan(tmp_path / "img", recipe, tmp_path / "lab", "cityscapes")
     generate(plan, out)
-    (item,) = _arrays(out).values()
+    (item,) = stored_samples(out).values()
     assert np.array_equal(item["label"], LABEL_ID_TO_TRAIN_ID[label_ids])
 
 
@@ -262,7 +253,7 @@ def test_sixteen_bit_labels_with_a_map_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
     generate(make_folder_plan(tmp_path / "img", recipe, tmp_path / "lab", tmp_path / "map.json"),
              out)  # fmt: skip
-    (item,) = _arrays(out).values()
+    (item,) = stored_samples(out).values()
     expected = np.select([raw == 1000, raw == 2000], [0, 13], 255)
     assert np.array_equal(item["label"], expected)
 
