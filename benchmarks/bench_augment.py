@@ -12,12 +12,13 @@ script; the ratio is torch frames/s over numpy frames/s.
 Accuracy (``--accuracy``): built-in synthetic scenes at 1024x2048 are generated with
 ``turbsim generate`` (bmvc2020 air, tilt only and with blur) stored at 224x448 and 256x512. For
 every stored sample the exact native field of that sample is recomputed
-(``turbsim.render.sample_field``) and applied the online way (area-averaged field on the stored
-clean image, blur in stored pixels: the approximation of ``RandomTurbulence(native_size=...)``);
-the table gives the PSNR of that against the stored distorted image, next to the PSNR of the
-stored distorted image against the clean one (how large the distortion is) and of an
-independent online draw (what a different field gives). Field statistics at the stored size:
-std and lag-1 correlation of fresh torch fields against the numpy fields area-averaged.
+(``turbsim.pipeline.render.sample_field``) and applied the online way (area-averaged field on the
+stored clean image, blur in stored pixels: the approximation of
+``RandomTurbulence(native_size=...)``); the table gives the PSNR of that against the stored
+distorted image, next to the PSNR of the stored distorted image against the clean one (how large the
+distortion is) and of an independent online draw (what a different field gives). Field statistics at
+the stored size: std and lag-1 correlation of fresh torch fields against the numpy fields
+area-averaged.
 
 Usage: python benchmarks/bench_augment.py [--device cpu|cuda] [--accuracy] [--quick]
 Prints tables and writes JSON (default benchmarks/results/augment[_cuda].json). Never a test.
@@ -41,8 +42,8 @@ import torch
 
 from turbsim import blur_image, sample_tilt_field, warp_image
 from turbsim.augment import RandomTurbulence, area_resize_fields, blur_images, warp
-from turbsim.recipe import resolve_recipe
-from turbsim.threads import get_num_threads
+from turbsim.physics.threads import get_num_threads
+from turbsim.pipeline.recipe import resolve_recipe
 
 SIZES = ((256, 512), (512, 1024), (1024, 2048))
 BATCHES = (1, 8, 32)
@@ -128,11 +129,11 @@ def _online(clean: np.ndarray, native_field: np.ndarray, params: Any, recipe: An
 
 def accuracy(images: int, native: tuple[int, int], stored_sizes: Any) -> list[dict]:
     """PSNR of the online approximation against turbsim generate --size (see the docstring)."""
-    from turbsim.generate import generate
-    from turbsim.plan import make_plan
-    from turbsim.render import sample_field
+    from turbsim.pipeline.generate import generate
+    from turbsim.pipeline.plan import make_plan
+    from turbsim.pipeline.render import sample_field
     from turbsim.shards import ShardReader
-    from turbsim.synthetic import write_sample_tree
+    from turbsim.sources.synthetic import write_sample_tree
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

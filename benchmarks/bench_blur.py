@@ -30,9 +30,9 @@ STRENGTHS = {"weak": 1e-13, "moderate": 3e-13, "strong": 1e-12}
 
 
 def _blur_times(repeats: int, threads: int) -> list[dict]:
-    from turbsim import blur
-    from turbsim.params import REFERENCE_PARAMS
-    from turbsim.threads import set_num_threads
+    from turbsim.physics import blur
+    from turbsim.physics.params import REFERENCE_PARAMS
+    from turbsim.physics.threads import set_num_threads
 
     set_num_threads(threads)
     image = np.random.default_rng(0).integers(0, 256, (1024, 2048, 3), dtype=np.uint8)

@@ -54,9 +54,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from feedbackseg.flow import warp
-from feedbackseg.losses import BMVC2020_CLASS_WEIGHTS, CBiFLLoss, cb_ifl, iteration_gammas
 from feedbackseg.models import ERFNet, FeedbackSegmenter, Restorer, feedback_train_step
+from feedbackseg.models.flow import warp
+from feedbackseg.training.losses import BMVC2020_CLASS_WEIGHTS, CBiFLLoss, cb_ifl, iteration_gammas
 
 NUM_CLASSES = 19
 

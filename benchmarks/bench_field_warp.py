@@ -30,8 +30,13 @@ import scipy.fft as sfft
 
 import turbsim
 from turbsim import TurbulenceParams, sample_tilt_field, warp_image
-from turbsim.field import _spectral_filter_cached, filter_spectra, get_num_threads, spectral_filter
-from turbsim.theory import compute_correlation_table, sigma_r_px
+from turbsim.physics.field import (
+    _spectral_filter_cached,
+    filter_spectra,
+    get_num_threads,
+    spectral_filter,
+)
+from turbsim.physics.theory import compute_correlation_table, sigma_r_px
 
 
 def _full_plane(half: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from pathlib import Path
 _FLOOR = r"""
 import sys, time, cv2, h5py, numpy as np
 from pathlib import Path
-from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID
+from turbsim.sources.cityscapes import LABEL_ID_TO_TRAIN_ID
 root, out, comp, shard = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 cv2.setNumThreads(1)
 imgs = sorted((root / "leftImg8bit" / "train").rglob("*_leftImg8bit.png"))
@@ -77,7 +77,7 @@ def main() -> None:
         "--json", type=Path, default=Path(__file__).parent / "results" / "generate.json"
     )
     args = ap.parse_args()
-    from turbsim.synthetic import write_sample_tree
+    from turbsim.sources.synthetic import write_sample_tree
 
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     try:

@@ -3,7 +3,7 @@
 Makes its own shards in a temporary folder: a few synthetic Cityscapes-size scenes (1024x2048)
 distorted by turbsim and stored with gzip (the portable codec; the slowest to read). Then
 
-- loader: ``feedbackseg.data.ShardDataset`` resized to height 224 (224x448, the bmvc2020
+- loader: ``feedbackseg.data.dataset.ShardDataset`` resized to height 224 (224x448, the bmvc2020
   recipe) through the trainer's DataLoader settings (batch 2; 0 workers, and K workers started
   with forkserver, persistent), samples/s over a few epochs after the first batch;
 - step: one optimiser step of each mode (``feedbackseg.models.TRAIN_STEPS``) at batch 2,
@@ -33,14 +33,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from feedbackseg.config import resolve_config
-from feedbackseg.data import ShardDataset
-from feedbackseg.losses import BMVC2020_CLASS_WEIGHTS
+from feedbackseg.data.dataset import ShardDataset
 from feedbackseg.models import TRAIN_STEPS, build_model
-from feedbackseg.train import _loader_kwargs, build_seg_loss
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from feedbackseg.training.losses import BMVC2020_CLASS_WEIGHTS
+from feedbackseg.training.train import _loader_kwargs, build_seg_loss
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 
 HEIGHT = 224
 BATCH = 2

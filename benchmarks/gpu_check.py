@@ -104,7 +104,7 @@ def _config(shards: Path, out: Path, plan: Plan, **overrides: Any) -> Any:
 
 
 def _metrics(run: Path) -> list[dict[str, Any]]:
-    from feedbackseg.rundir import read_metrics
+    from feedbackseg.runs.rundir import read_metrics
 
     return [r for r in read_metrics(run) if r.get("kind") == "train"]
 
@@ -113,7 +113,7 @@ def throughput(shards: Path, work: Path, plan: Plan) -> list[dict[str, Any]]:
     """images/s and peak memory of each mode x resolution x precision."""
     import torch
 
-    from feedbackseg.train import train
+    from feedbackseg.training.train import train
 
     rows = []
     for height in plan.resolutions:
@@ -147,7 +147,7 @@ def throughput(shards: Path, work: Path, plan: Plan) -> list[dict[str, Any]]:
 
 def one_step_equality(shards: Path, work: Path, plan: Plan) -> list[dict[str, Any]]:
     """One step's losses on ``plan.device`` float32 against the CPU float32 step."""
-    from feedbackseg.train import train
+    from feedbackseg.training.train import train
 
     rows = []
     for mode in plan.equality_modes:
@@ -190,7 +190,7 @@ def ddp_check(shards: Path, work: Path, plan: Plan) -> dict[str, Any]:
 
 def grid(shards: Path, work: Path, plan: Plan) -> list[dict[str, Any]]:
     """The study grid's modes at full width (small in the dry form) for grid_steps steps."""
-    from feedbackseg.train import train
+    from feedbackseg.training.train import train
 
     rows = []
     for cell, mode in (("erfnet", "erfnet"), ("restore-seg", "restore-seg"),
@@ -215,9 +215,9 @@ def augment_check(shards: Path, work: Path, plan: Plan) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_augment import torch_frames_per_s
 
-    from feedbackseg.train import train
+    from feedbackseg.training.train import train
     from turbsim import TurbulenceParams, augment, blur_image, warp_image
-    from turbsim.field import draw_noise, render_unit_field, spectral_filter
+    from turbsim.physics.field import draw_noise, render_unit_field, spectral_filter
 
     device = torch.device(plan.device)
     rows = []

@@ -87,7 +87,7 @@ def train(
     Defaults come from the recipe (bmvc2020: the paper's schedule), then --config, then the
     flags. Multi-GPU: torchrun --nproc-per-node N --no-python fbseg train SHARDS --out RUN ...
     """
-    from feedbackseg.workers import sigterm_as_interrupt
+    from feedbackseg.data.workers import sigterm_as_interrupt
 
     level = verbosity(quiet, verbose)
     try:
@@ -115,9 +115,10 @@ def _train(
     flags: dict,
     reporter: Reporter,
 ) -> Any:
-    """Resolve the config and train (:func:`feedbackseg.train.train`); errors as one line."""
+    """Resolve the config and train (:func:`feedbackseg.training.train.train`); errors as one
+    line."""
     from feedbackseg.config import resolve_config
-    from feedbackseg.train import train as run_training
+    from feedbackseg.training.train import train as run_training
 
     given = {**flags, "recipe": recipe, "shards": shards, "out": out}
     try:
@@ -203,11 +204,11 @@ def evaluate_command(
     evaluation resolution and, for feedback models, the mIoU after each iteration.
     Multi-GPU: torchrun --nproc-per-node N --no-python fbseg eval CHECKPOINT SHARDS ...
     """
-    from feedbackseg.distributed import DeviceError, setup_distributed
-    from feedbackseg.evaluate import evaluate_checkpoint, write_json
-    from feedbackseg.inference import checkpoint_mode
+    from feedbackseg.devices.distributed import DeviceError, setup_distributed
+    from feedbackseg.evaluation.evaluate import evaluate_checkpoint, write_json
+    from feedbackseg.evaluation.inference import checkpoint_mode
+    from feedbackseg.evaluation.restoration import checkpoint_restoration, format_restoration
     from feedbackseg.modes import mode_of
-    from feedbackseg.restoration import checkpoint_restoration, format_restoration
 
     check_output_place(json_path, save_predictions)
     level = verbosity(quiet, verbose)
@@ -316,7 +317,7 @@ def study_command(
     skipped). Once all runs are finished: results.json (mIoU per seed, mean, 95 % interval, the
     harm of turbulence and the fraction each cell recovers), results.md, study.png.
     """
-    from feedbackseg.workers import sigterm_as_interrupt
+    from feedbackseg.data.workers import sigterm_as_interrupt
 
     check_output_place(out)
     reporter = Reporter(verbosity(quiet, verbose), "study", "run")
@@ -350,11 +351,11 @@ def _run_study(
     device: str | None,
     reporter: Reporter,
 ) -> Any:
-    """:func:`feedbackseg.study.run_study` of the command's options."""
+    """:func:`feedbackseg.study.runner.run_study` of the command's options."""
     import dataclasses
 
-    from feedbackseg.study import run_study
-    from feedbackseg.study_file import load_study, parse_only, parse_seeds
+    from feedbackseg.study.runner import run_study
+    from feedbackseg.study.study_file import load_study, parse_only, parse_seeds
 
     study = load_study(study_spec)
     if seeds is not None:
@@ -426,7 +427,7 @@ def predict_command(
     (NAME_sheet.png), at the processing size. With --format labelids NAME_labelIds.png
     replaces NAME_seg.png: one channel of official Cityscapes label ids at the input's size.
     """
-    from feedbackseg.predict import collect_images, predict_checkpoint
+    from feedbackseg.evaluation.predict import collect_images, predict_checkpoint
 
     check_output_place(out)
     try:
@@ -455,7 +456,7 @@ def import_checkpoint(source: str, dest: str) -> None:
     """
     import warnings
 
-    from feedbackseg.original import import_original_info, save_imported
+    from feedbackseg.runs.original import import_original_info, save_imported
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -490,9 +491,9 @@ def compare(sources: tuple[str, ...], markdown: str | None, png: str | None) -> 
     Each RUN_OR_JSON is a file written by `fbseg eval --json`, or a run folder (its eval.json,
     or else the last validation record of its metrics.jsonl).
     """
-    from feedbackseg.compare import comparison_markdown, load_result, result_label
-    from feedbackseg.evaluate import write_text
-    from feedbackseg.plots import plot_per_class_iou, require_matplotlib
+    from feedbackseg.evaluation.compare import comparison_markdown, load_result, result_label
+    from feedbackseg.evaluation.evaluate import write_text
+    from feedbackseg.evaluation.plots import plot_per_class_iou, require_matplotlib
 
     check_output_place(markdown, png)
     try:
@@ -529,7 +530,7 @@ def plot(run: str, out: str) -> None:
 
     Needs matplotlib: pip install 'turbsim-feedbackseg[viz]'.
     """
-    from feedbackseg.plots import plot_training_curves
+    from feedbackseg.evaluation.plots import plot_training_curves
 
     check_output_place(out)
     try:

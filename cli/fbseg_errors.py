@@ -125,7 +125,7 @@ def out_of_memory(error: BaseException, hint: str) -> click.ClickException | Non
             RuntimeError, OpenCV's "Insufficient memory").
         hint: what to try, e.g. ``"try a smaller --height or --batch-size"``.
     """
-    from feedbackseg.memory import is_out_of_memory, out_of_memory_detail
+    from feedbackseg.devices.memory import is_out_of_memory, out_of_memory_detail
 
     if not is_out_of_memory(error):
         return None
@@ -138,11 +138,11 @@ def interrupted(error: KeyboardInterrupt, default: str) -> click.exceptions.Exit
     128 + the signal: 130 for Ctrl-C, 143 for SIGTERM) to raise.
 
     Args:
-        error: the KeyboardInterrupt; a :class:`feedbackseg.workers.Interrupted` carries its
+        error: the KeyboardInterrupt; a :class:`feedbackseg.data.workers.Interrupted` carries its
             line (a training says what it keeps), any other gets ``default``.
         default: the line when the error carries none.
     """
-    from feedbackseg.workers import Interrupted, interruption_signal
+    from feedbackseg.data.workers import Interrupted, interruption_signal
 
     click.echo(str(error) if isinstance(error, Interrupted) else default, err=True)
     return click.exceptions.Exit(128 + interruption_signal(error))

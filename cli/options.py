@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from turbsim.choices import WAVES
-from turbsim.params import REFERENCE_PARAMS
+from turbsim.physics.choices import WAVES
+from turbsim.physics.params import REFERENCE_PARAMS
 
 if TYPE_CHECKING:
-    from turbsim.params import TurbulenceParams
+    from turbsim.physics.params import TurbulenceParams
 
 #: Name of the installed distribution (pyproject ``[project] name``).
 DISTRIBUTION = "turbsim-feedbackseg"
@@ -56,7 +56,7 @@ PHYSICS_FLAGS: dict[str, tuple[str, str]] = {
 def recipe_default(key: str) -> str:
     """The default recipe's value of ``key`` (a top-level or physics key) as its flag takes it,
     for ``show_default`` in ``--help`` (e.g. ``"1e-12"``, ``"train,val"``)."""
-    from turbsim.recipe import DEFAULT_RECIPE
+    from turbsim.pipeline.recipe import DEFAULT_RECIPE
 
     value = DEFAULT_RECIPE["physics"].get(key, DEFAULT_RECIPE.get(key))
     if isinstance(value, list | tuple):
@@ -193,7 +193,7 @@ def params_from_options(
     Raises:
         click.BadParameter: naming the offending flag, when the parameters are invalid.
     """
-    from turbsim.params import ParamsError, TurbulenceParams
+    from turbsim.physics.params import ParamsError, TurbulenceParams
 
     try:
         return TurbulenceParams(

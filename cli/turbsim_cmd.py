@@ -1,9 +1,9 @@
 """``turbsim``: the turbulence-distortion simulator on the command line.
 
 Each command parses its flags, builds the library's inputs, calls the library and prints the
-result; tables, statistics and reports live in turbsim (``turbsim.quantities.describe``,
-``turbsim.diagnostics``, ``turbsim.shards``). turbsim's physics (numba, scipy) is imported inside
-the commands; at import only the choice lists of ``turbsim.shards.schema`` are read, so
+result; tables, statistics and reports live in turbsim (``turbsim.physics.quantities.describe``,
+``turbsim.views.diagnostics``, ``turbsim.shards``). turbsim's physics (numba, scipy) is imported
+inside the commands; at import only the choice lists of ``turbsim.shards.schema`` are read, so
 ``turbsim --help`` stays fast.
 """
 
@@ -77,12 +77,12 @@ def preview(
 ) -> None:
     """Write PNG sheets (clean | distorted | displacement colour wheel + arrows | label colours)
     for a few samples of the generated dataset SHARDS, plus overview.png stacking them."""
-    from turbsim.preview import preview as make_preview
+    from turbsim.views.preview import preview as make_preview
 
     values = positive_floats(sweep_cn2, "--sweep-cn2") if sweep_cn2 else None
     written = make_preview(shards_dir, out_dir, split=split, count=count, raw=raw)
     if values:
-        from turbsim.preview import cn2_sweep
+        from turbsim.views.preview import cn2_sweep
 
         written.append(cn2_sweep(shards_dir, out_dir / "cn2_sweep.png", values, split, name))
     for path in written:
@@ -125,7 +125,7 @@ def sample_cityscapes(
     if not names or any(x not in SPLITS for x in names) or len(set(names)) != len(names):
         message = f"expected distinct names among {', '.join(SPLITS)}, got {splits!r}"
         raise click.BadParameter(message, param_hint="'--splits'")
-    from turbsim.synthetic import write_sample_tree
+    from turbsim.sources.synthetic import write_sample_tree
 
     counts = write_sample_tree(out, n, height, width, seed, names, overwrite=overwrite)
     for split, count in counts.items():

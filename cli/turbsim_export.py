@@ -1,8 +1,9 @@
 """``turbsim export``: generated shards as Cityscapes-layout PNGs or WebDataset tars.
 
-The command parses its flags, calls :func:`turbsim.export.export_cityscapes` or
-:func:`turbsim.export.export_webdataset` with a progress bar, and reports; library errors become
-one line (exit 1), or name their flag (exit 2). Registered on ``turbsim`` in cli/turbsim_cmd.py.
+The command parses its flags, calls :func:`turbsim.views.export.export_cityscapes` or
+:func:`turbsim.views.export.export_webdataset` with a progress bar, and reports; library errors
+become one line (exit 1), or name their flag (exit 2). Registered on ``turbsim`` in
+cli/turbsim_cmd.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from turbsim.export import FORMATS
+from turbsim.views.export import FORMATS
 from turbsim_cli.options import bad_parameter, one_line, write_error
 from turbsim_cli.progress_bar import NORMAL, QUIET, Reporter
 
@@ -62,7 +63,7 @@ def export(
     last, so an interrupted export never looks complete.
     """
     from turbsim.errors import TurbsimError
-    from turbsim.export import export_cityscapes, export_webdataset
+    from turbsim.views.export import export_cityscapes, export_webdataset
 
     run = export_cityscapes if fmt == "cityscapes" else export_webdataset
     reporter = Reporter(QUIET if quiet else NORMAL, desc="export", unit="img")

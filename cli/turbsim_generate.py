@@ -1,8 +1,9 @@
 """``turbsim generate``: a Cityscapes tree or any image folder -> hot-weather HDF5 shards.
 
-The command resolves the recipe from its flags, plans (turbsim.plan, turbsim.image_folder),
-prints the plan (--dry-run, --verbose) or runs turbsim.generate.generate with a progress bar, and
-reports; library errors become one line (exit 1), or name their flag (exit 2). Registered on
+The command resolves the recipe from its flags, plans (turbsim.pipeline.plan,
+turbsim.pipeline.image_folder), prints the plan (--dry-run, --verbose) or runs
+turbsim.pipeline.generate.generate with a progress bar, and reports; library errors become one line
+(exit 1), or name their flag (exit 2). Registered on
 ``turbsim`` in cli/turbsim_cmd.py.
 """
 
@@ -15,8 +16,8 @@ from typing import Any
 
 import click
 
-from turbsim.choices import BLUR_MODES, BORDERS, NORMALIZE_CHOICES
-from turbsim.recipe import builtin_recipes
+from turbsim.physics.choices import BLUR_MODES, BORDERS, NORMALIZE_CHOICES
+from turbsim.pipeline.recipe import builtin_recipes
 from turbsim.shards.schema import (
     COMPRESSIONS,
     FLOW_CHOICES,
@@ -281,8 +282,8 @@ def generate(
     for any --workers, shard selection or --resume.
     """
     from turbsim.errors import TurbsimError
-    from turbsim.plan import describe_plan, select_tasks
-    from turbsim.recipe import RecipeError, recipe_to_toml, resolve_recipe
+    from turbsim.pipeline.plan import describe_plan, select_tasks
+    from turbsim.pipeline.recipe import RecipeError, recipe_to_toml, resolve_recipe
 
     level = verbosity(quiet, verbose)
     make_input_plan = _input_planner(cityscapes, images, labels, label_map)
@@ -358,8 +359,8 @@ def _input_planner(
     and --label-map only with --images, --label-map only with --labels (usage errors, exit 2)."""
     from click.core import ParameterSource
 
-    from turbsim.image_folder import make_folder_plan
-    from turbsim.plan import make_plan
+    from turbsim.pipeline.image_folder import make_folder_plan
+    from turbsim.pipeline.plan import make_plan
 
     ctx = click.get_current_context()
     if images is not None and ctx.get_parameter_source("cityscapes") == ParameterSource.ENVIRONMENT:
@@ -383,9 +384,9 @@ def _input_planner(
 
 
 def _run_with_progress(plan: Any, out: Path, quiet: bool, **options: Any) -> Any:
-    """turbsim.generate.generate(plan, out, **options) with a tqdm bar (none when ``quiet``)
-    and its log lines on stderr; returns its RunReport."""
-    from turbsim.generate import generate as run_generate
+    """turbsim.pipeline.generate.generate(plan, out, **options) with a tqdm bar (none when
+    ``quiet``) and its log lines on stderr; returns its RunReport."""
+    from turbsim.pipeline.generate import generate as run_generate
 
     bar = None
     if not quiet:
@@ -407,7 +408,7 @@ def _run_with_progress(plan: Any, out: Path, quiet: bool, **options: Any) -> Any
             log=lambda msg: click.echo(msg, err=True),  # what resume keeps or redoes: always
             **options,
         )
-    except KeyboardInterrupt:  # Ctrl-C: the workers are gone already (turbsim.executors)
+    except KeyboardInterrupt:  # Ctrl-C: the workers are gone already (turbsim.pipeline.executors)
         # llvmlite objects a Numba compile left half-built fail in __del__: print no traceback
         sys.unraisablehook = lambda unraisable: None
         if bar is not None:

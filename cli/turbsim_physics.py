@@ -1,8 +1,8 @@
 """The ``turbsim`` commands that inspect the physics without data: ``params``, ``field`` and
 ``plot-stats`` (registered on the group in :mod:`turbsim_cli.turbsim_cmd`).
 
-Each parses its flags, calls the library (``turbsim.quantities``, ``turbsim.folding``,
-``turbsim.diagnostics``) and prints; numba and scipy are imported inside the commands.
+Each parses its flags, calls the library (``turbsim.physics.quantities``, ``turbsim.views.folding``,
+``turbsim.views.diagnostics``) and prints; numba and scipy are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from turbsim.choices import NORMALIZE_CHOICES
+from turbsim.physics.choices import NORMALIZE_CHOICES
 from turbsim_cli.options import (
     IMAGE_SIZE,
     PHYSICS_FLAGS,
@@ -72,8 +72,8 @@ def params(
     With a recipe whose physics has ranges the table shows one draw (seed 0) and the fold
     fractions average over draws.
     """
-    from turbsim.folding import estimate_fold_fraction
-    from turbsim.quantities import describe, description_table, mean_psf_note
+    from turbsim.physics.quantities import describe, description_table, mean_psf_note
+    from turbsim.views.folding import estimate_fold_fraction
 
     source, turbulence = _params_source(recipe, physics)
     if size is None and recipe is not None:
@@ -104,7 +104,7 @@ def _params_source(recipe: str | None, physics: dict[str, Any]) -> tuple[Any, An
         return turbulence, turbulence
     import numpy as np
 
-    from turbsim.recipe import RecipeError, resolve_recipe
+    from turbsim.pipeline.recipe import RecipeError, resolve_recipe
 
     ctx = click.get_current_context()
     fields = {name: key for key, (_, name) in PHYSICS_FLAGS.items()}
@@ -160,7 +160,7 @@ def field(
     """
     turbulence = params_from_options(**physics)
     if png is not None:
-        from turbsim.viz import require_matplotlib
+        from turbsim.views.viz import require_matplotlib
 
         try:
             require_matplotlib()
@@ -171,7 +171,7 @@ def field(
 
     from turbsim import sample_tilt_field
     from turbsim._files import atomic_path
-    from turbsim.theory import sigma_r_px
+    from turbsim.physics.theory import sigma_r_px
 
     tilt = sample_tilt_field(turbulence, size, np.random.default_rng(seed), normalize=normalize)
     try:
@@ -185,7 +185,7 @@ def field(
         f"sigma_r {sigma_r_px(turbulence):.4g} px, sample std {float(tilt.std()):.4g} px"
     )
     if png is not None:
-        from turbsim.viz import save_field_png
+        from turbsim.views.viz import save_field_png
 
         try:
             png.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +247,7 @@ def plot_stats(
     fraction of the fields (and, with --shards, of a dataset's recipe)."""
     turbulence = params_from_options(**physics)
     values = positive_floats(cn2_values, "--cn2-values")
-    from turbsim.viz import require_matplotlib
+    from turbsim.views.viz import require_matplotlib
 
     try:
         require_matplotlib()
@@ -256,14 +256,14 @@ def plot_stats(
     import numpy as np
 
     from turbsim._files import write_json
-    from turbsim.diagnostics import (
+    from turbsim.views.diagnostics import (
         blur_consistency,
         correlation_curves,
         stats_record,
         variance_vs_cn2,
     )
-    from turbsim.folding import estimate_fold_fraction
-    from turbsim.viz import plot_stats as draw
+    from turbsim.views.folding import estimate_fold_fraction
+    from turbsim.views.viz import plot_stats as draw
 
     rng = np.random.default_rng(seed)
     curves = correlation_curves(turbulence, size, fields, rng)
@@ -305,8 +305,8 @@ def _shard_folds(shards_dir: Path | None) -> dict[str, Any] | None:
     """Print and return the fold fractions of a shard folder's recipe (None: no folder)."""
     if shards_dir is None:
         return None
-    from turbsim.folding import shard_fold_fractions
     from turbsim.shards import ShardError
+    from turbsim.views.folding import shard_fold_fractions
 
     try:
         per_split = shard_fold_fractions(shards_dir)

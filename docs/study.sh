@@ -50,7 +50,7 @@ echo "== 2/3 fbseg study --study $STUDY: $LANES lanes of one thread"
 # units), feedback, restore-seg, ERFNet, R alone; "1 " marks the second round.
 mapfile -t ALL < <(python - "$STUDY" "${STUDY_SEEDS:-}" <<'PY'
 import sys
-from feedbackseg.study_file import load_study, parse_seeds
+from feedbackseg.study.study_file import load_study, parse_seeds
 study = load_study(sys.argv[1])
 seeds = parse_seeds(sys.argv[2]) if sys.argv[2] else study.seeds
 cost = {"feedback": 4.0, "restore-seg": 1.5, "erfnet": 1.0, "restore": 0.5}

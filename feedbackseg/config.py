@@ -63,7 +63,7 @@ FLOW_INITS = ("paper", "zero")
 #: mode; our default) or the batch statistics (the original, which never calls rmodel.eval()).
 RESTORER_BN = ("running", "batch")
 #: ``flow_loss``: R learns from L1 alone (the paper) or also from the EPE of its flow against
-#: the smoothed inverse of the true displacement (feedbackseg.restoration).
+#: the smoothed inverse of the true displacement (feedbackseg.evaluation.restoration).
 FLOW_LOSSES = ("none", "epe")
 #: ``turbulence_render``: online fields drawn at the native size and area-averaged, or drawn
 #: directly at the training size with the area-averaged covariance (turbsim.augment).
@@ -77,7 +77,7 @@ CLASS_WEIGHTS = ("shards", "bmvc2020", "none")
 INPUTS = ("distorted", "clean")
 #: Where the training images' turbulence comes from: the shards' stored distorted images (the
 #: paper's setting), or a fresh distortion of their clean images at every draw
-#: (:mod:`feedbackseg.turbulence`); validation always uses the stored distorted images.
+#: (:mod:`feedbackseg.data.turbulence`); validation always uses the stored distorted images.
 TURBULENCE = ("stored", "online")
 #: ``--device`` values; ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")
@@ -148,7 +148,7 @@ class TrainConfig:
             of :meth:`to_dict` (config.json, checkpoints) when "distorted", so runs written
             before the key existed resume and their files stay byte-identical.
         turbulence: "stored" (default: the shards' distorted images) or "online" (the clean
-            training images distorted afresh at every draw, :mod:`feedbackseg.turbulence`).
+            training images distorted afresh at every draw, :mod:`feedbackseg.data.turbulence`).
             Left out of :meth:`to_dict` when "stored", as ``input``.
         turbulence_recipe: with "online": the turbsim recipe of the fresh distortion (a shipped
             name or a TOML file); None: the one recorded in the shards' manifest. Left out of
@@ -190,7 +190,7 @@ class TrainConfig:
             logits is of the size of that signal (``benchmarks/bench_feedback_step.py``).
         tf32: let CUDA run float32 convolutions and matmuls in TF32 (10-bit mantissa: S's
             logits then carry 0.16 rms of rounding noise at initialisation, see
-            :mod:`feedbackseg.precision`); off by default. No effect on the CPU.
+            :mod:`feedbackseg.devices.precision`); off by default. No effect on the CPU.
         channels_last: channels-last (NHWC) memory format; None = on for CUDA. Off by default
             on the CPU: there it is 1.0-1.3x faster, but PyTorch's NHWC train-mode BatchNorm
             kernel rounds ~30x worse than the NCHW one (``benchmarks/bench_feedback_step.py``).

@@ -5,8 +5,8 @@ Every error feedbackseg raises for a user's input or a run that cannot go on der
 :class:`FbsegError`: its message is one line naming the file, the folder or the value, and
 ``key`` names the option at fault when one is, so a command line can name its flag. The errors
 of a module whose name says what they concern stay there (:class:`feedbackseg.config.ConfigError`,
-:class:`feedbackseg.data.DataError`, :class:`feedbackseg.study_file.StudyError`); the others are
-here. The subclasses keep their standard bases (``ValueError``, ``RuntimeError``).
+:class:`feedbackseg.data.dataset.DataError`, :class:`feedbackseg.study.study_file.StudyError`); the
+others are here. The subclasses keep their standard bases (``ValueError``, ``RuntimeError``).
 """
 
 from __future__ import annotations

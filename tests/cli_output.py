@@ -1,7 +1,7 @@
 """Reading command output in tests: the field-scale warning apart from the lines a test checks.
 
 The tiny frames of the test trees (48 x 96 px and the like) under the default camera make
-``turbsim generate`` warn that the tilt field is large against the frame (turbsim.plan
+``turbsim generate`` warn that the tilt field is large against the frame (turbsim.pipeline.plan
 .warn_if_field_large); tests of other messages read the output without that line.
 """
 

@@ -24,7 +24,7 @@ def _reflect101_reference(x: float, xmax: float) -> float:
 
 
 def warp_image_reference(image: np.ndarray, field: np.ndarray, border: str = "clamp") -> np.ndarray:
-    """Reference for ``turbsim.warp.warp_image``: ``out(r, c) = image(r + F[0], c + F[1])``.
+    """Reference for ``turbsim.physics.warp.warp_image``: ``out(r, c) = image(r + F[0], c + F[1])``.
 
     Bilinear interpolation in float64 with the same operation order as the kernel:
     ``top = (1 - wx) I00 + wx I01``, ``bottom = (1 - wx) I10 + wx I11``,

@@ -23,10 +23,10 @@ from turbsim import (  # noqa: E402
     tilt_correlation,
     warp_image,
 )
-from turbsim.field import blackman, draw_noise, render_unit_field, spectral_filter  # noqa: E402
-from turbsim.recipe import RecipeError, resolve_recipe  # noqa: E402
-from turbsim.resample import area_resize_field  # noqa: E402
-from turbsim.theory import sigma_r_px  # noqa: E402
+from turbsim.physics.field import blackman, draw_noise, render_unit_field, spectral_filter  # noqa: E402
+from turbsim.physics.resample import area_resize_field  # noqa: E402
+from turbsim.physics.theory import sigma_r_px  # noqa: E402
+from turbsim.pipeline.recipe import RecipeError, resolve_recipe  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -257,11 +257,11 @@ def test_native_size_approximates_turbsim_generate_size(tmp_path, blur: str) -> 
     image, blur in stored pixels) against what ``turbsim generate --size`` stored: per-image
     PSNR far above that of the distortion itself (measured: ~31 dB tilt only, ~46 dB with
     blur at this 4x ratio, against ~19 dB between clean and distorted)."""
-    from turbsim.generate import generate
-    from turbsim.plan import make_plan
-    from turbsim.render import sample_field
+    from turbsim.pipeline.generate import generate
+    from turbsim.pipeline.plan import make_plan
+    from turbsim.pipeline.render import sample_field
     from turbsim.shards import ShardReader
-    from turbsim.synthetic import write_sample_tree
+    from turbsim.sources.synthetic import write_sample_tree
 
     native, stored = (128, 256), (32, 64)
     write_sample_tree(tmp_path / "cs", n=2, height=native[0], width=native[1], seed=0,

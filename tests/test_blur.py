@@ -1,8 +1,8 @@
 """The blur of the same atmosphere (SPEC-turbsim section 8): acceptance tests 1-4.
 
 1. r0, theta0 and the Z-tilt cross-check against the reference values and the tilt theory.
-2. The measured MTF of :func:`turbsim.blur.blur_image` equals M_D M_SE; mean and constants kept.
-3. Long-exposure consistency: M_SE x (tilt's Gaussian) ~ Fried's long-exposure MTF.
+2. The measured MTF of :func:`turbsim.physics.blur.blur_image` equals M_D M_SE; mean and constants
+kept. 3. Long-exposure consistency: M_SE x (tilt's Gaussian) ~ Fried's long-exposure MTF.
 4. Blur off changes nothing; blur on is deterministic (same seed, same bytes).
 """
 
@@ -15,11 +15,11 @@ import h5py
 import numpy as np
 import pytest
 
-from turbsim import blur, theory
-from turbsim.field import distort, sample_tilt_field
-from turbsim.params import REFERENCE_PARAMS, TurbulenceParams
-from turbsim.quantities import describe
-from turbsim.warp import warp_image
+from turbsim.physics import blur, theory
+from turbsim.physics.field import distort, sample_tilt_field
+from turbsim.physics.params import REFERENCE_PARAMS, TurbulenceParams
+from turbsim.physics.quantities import describe
+from turbsim.physics.warp import warp_image
 
 REF = REFERENCE_PARAMS
 
@@ -280,7 +280,7 @@ def test_generate_with_blur_is_reproducible_and_records_r0(tmp_path) -> None:
 
 
 def test_plot_stats_consistency_table_matches_the_check() -> None:
-    from turbsim.diagnostics import blur_consistency
+    from turbsim.views.diagnostics import blur_consistency
 
     check = blur_consistency(REF)
     assert check.max_exponent_error == pytest.approx(_exponent_ratio(REF), abs=2e-3)

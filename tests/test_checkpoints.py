@@ -12,7 +12,9 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from feedbackseg.checkpoints import (
+from feedbackseg.models import ERFNet, Restorer
+from feedbackseg.models.erfnet import Encoder
+from feedbackseg.runs.checkpoints import (
     CheckpointError,
     OriginalCheckpointWarning,
     export_state_dict,
@@ -20,8 +22,6 @@ from feedbackseg.checkpoints import (
     import_original_info,
     load_pretrained_encoder,
 )
-from feedbackseg.models import ERFNet, Restorer
-from feedbackseg.models.erfnet import Encoder
 from turbsim_cli.fbseg_cmd import main as fbseg
 
 
@@ -274,13 +274,13 @@ def test_export_state_dict_is_detached_copies() -> None:
 def test_own_checkpoint_round_trip(tmp_path: Path, mode: str) -> None:
     """save_checkpoint -> load_checkpoint (weights only) -> model_from_checkpoint rebuilds the
     network through build_model and computes exactly what the saved one does."""
-    from feedbackseg.checkpoints import (
+    from feedbackseg.models import build_model, predict_logits
+    from feedbackseg.runs.checkpoints import (
         CHECKPOINT_FORMAT,
         load_checkpoint,
         model_from_checkpoint,
         save_checkpoint,
     )
-    from feedbackseg.models import build_model, predict_logits
 
     net = build_model(mode, num_classes=5, small=True)
     randomise_bn(net)
@@ -305,13 +305,13 @@ def test_own_checkpoint_round_trip(tmp_path: Path, mode: str) -> None:
 
 def test_original_import_lives_apart_with_its_names_kept() -> None:
     """original.py holds the import of the original files; every name stays importable from
-    feedbackseg.checkpoints (the same objects), and original.py does not import checkpoints.py
+    feedbackseg.runs.checkpoints (the same objects), and original.py does not import checkpoints.py
     (checkpoints -> original -> weights, no cycle)."""
     import ast
 
-    import feedbackseg.checkpoints as checkpoints
-    import feedbackseg.original as original
-    import feedbackseg.weights as weights
+    import feedbackseg.runs.checkpoints as checkpoints
+    import feedbackseg.runs.original as original
+    import feedbackseg.runs.weights as weights
 
     for name in original.__all__:
         assert getattr(checkpoints, name) is getattr(original, name), name
@@ -320,7 +320,7 @@ def test_original_import_lives_apart_with_its_names_kept() -> None:
     for module in (original, weights):
         tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        assert "feedbackseg.checkpoints" not in imported, module.__name__
+        assert "feedbackseg.runs.checkpoints" not in imported, module.__name__
 
 
 # -------------------------------------------------------------------------------- CLI

@@ -1,5 +1,6 @@
-"""turbsim.cityscapes: the labelId -> trainId facts, PNG header checks, discovery and validation
-of Cityscapes trees (synthetic ones and hand-broken ones), and reading images and labels."""
+"""turbsim.sources.cityscapes: the labelId -> trainId facts, PNG header checks, discovery and
+validation of Cityscapes trees (synthetic ones and hand-broken ones), and reading images and
+labels."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from turbsim.cityscapes import (
+from turbsim.sources.cityscapes import (
     LABEL_ID_TO_TRAIN_ID,
     TRAIN_ID_NAMES,
     TRAIN_ID_PALETTE,
@@ -27,7 +28,7 @@ from turbsim.cityscapes import (
     read_train_ids,
     validate,
 )
-from turbsim.synthetic import write_sample_tree
+from turbsim.sources.synthetic import write_sample_tree
 
 # The mapping as written in cityscapesScripts helpers/labels.py (labelId: trainId), typed in
 # independently of the module's table.

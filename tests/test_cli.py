@@ -1,4 +1,4 @@
-"""The turbsim and fbseg commands (click CliRunner) and the field pictures of turbsim.viz."""
+"""The turbsim and fbseg commands (click CliRunner) and the field pictures of turbsim.views.viz."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from cli_output import output_lines
 from click.testing import CliRunner, Result
 
 import turbsim
-from turbsim.quantities import describe
+from turbsim.physics.quantities import describe
 from turbsim.shards import schema
-from turbsim.viz import field_to_rgb
+from turbsim.views.viz import field_to_rgb
 from turbsim_cli import options
 from turbsim_cli.fbseg_cmd import main as fbseg
 from turbsim_cli.turbsim_cmd import main as turbsim_cli
@@ -53,7 +53,7 @@ def test_version() -> None:
 
 
 def test_choice_lists_come_from_the_library() -> None:
-    assert options.WAVE_CHOICES == schema.WAVES == turbsim.params.WAVES
+    assert options.WAVE_CHOICES == schema.WAVES == turbsim.physics.params.WAVES
     generate = turbsim_cli.commands["generate"]
     choices = {p.name: tuple(p.type.choices) for p in generate.params if hasattr(p.type, "choices")}
     assert choices == {
@@ -227,7 +227,7 @@ def test_physics_error_maps_its_key_to_the_flag_without_reading_the_message() ->
 
 @pytest.fixture(scope="module")
 def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from turbsim.synthetic import write_sample_tree
+    from turbsim.sources.synthetic import write_sample_tree
 
     root = tmp_path_factory.mktemp("cityscapes")
     write_sample_tree(root, 1, 32, 64, seed=0, splits=("train",))
@@ -357,7 +357,7 @@ def test_fbseg_help_and_version() -> None:
     assert run(fbseg, "--version").output.startswith("fbseg, version ")
 
 
-# ---------------------------------------------------------------------------- turbsim.viz
+# ---------------------------------------------------------------------------- turbsim.views.viz
 def _constant_field(row: float, col: float, shape: tuple[int, int] = (4, 5)) -> np.ndarray:
     field = np.empty((2, *shape), dtype=np.float32)
     field[0], field[1] = row, col

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from feedbackseg.config import resolve_config
-from feedbackseg.train import train
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from feedbackseg.training.train import train
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.fbseg_cmd import main as fbseg
 from turbsim_cli.turbsim_cmd import main as turbsim
 
@@ -107,7 +107,7 @@ def test_a_bad_value_in_a_recipe_file_names_the_file_and_exits_1(place, tmp_path
 
 
 def test_generate_help_shows_the_recipe_defaults_and_every_recipe() -> None:
-    from turbsim.recipe import DEFAULT_RECIPE, builtin_recipes
+    from turbsim.pipeline.recipe import DEFAULT_RECIPE, builtin_recipes
 
     text = "".join(CliRunner().invoke(turbsim, ["generate", "--help"]).output.split())
     assert f"[default:({DEFAULT_RECIPE['physics']['cn2']:g})]" in text

@@ -1,6 +1,7 @@
 """How much the commands print: ``--quiet`` / ``--verbose``, the train and eval progress
-(cli/progress_bar.py, feedbackseg.train ``on_step``, feedbackseg.evaluate ``progress``), the
-correlation-table notice (turbsim.theory) and the large-field warning (turbsim.quantities)."""
+(cli/progress_bar.py, feedbackseg.training.train ``on_step``, feedbackseg.evaluation.evaluate
+``progress``), the correlation-table notice (turbsim.physics.theory) and the large-field warning
+(turbsim.physics.quantities)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,17 @@ import pytest
 from click.testing import CliRunner
 
 from feedbackseg.config import resolve_config
-from feedbackseg.data import ShardDataset
-from feedbackseg.evaluate import evaluate
-from feedbackseg.inference import load_model
-from feedbackseg.train import train
-from turbsim import theory
-from turbsim.generate import generate
-from turbsim.params import REFERENCE_PARAMS, TurbulenceParams
-from turbsim.plan import make_plan
-from turbsim.quantities import LARGE_FIELD_FRACTION, field_scale_warning
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from feedbackseg.data.dataset import ShardDataset
+from feedbackseg.evaluation.evaluate import evaluate
+from feedbackseg.evaluation.inference import load_model
+from feedbackseg.training.train import train
+from turbsim.physics import theory
+from turbsim.physics.params import REFERENCE_PARAMS, TurbulenceParams
+from turbsim.physics.quantities import LARGE_FIELD_FRACTION, field_scale_warning
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.fbseg_cmd import main as fbseg
 from turbsim_cli.progress_bar import QUIET, Reporter, show_library_notices
 from turbsim_cli.turbsim_cmd import main as turbsim_main
@@ -140,11 +141,11 @@ def fresh_cache(monkeypatch, tmp_path):
 
 def test_first_integration_is_announced_once(fresh_cache, caplog):
     rho = fresh_cache
-    with caplog.at_level(logging.INFO, logger="turbsim.theory"):
+    with caplog.at_level(logging.INFO, logger="turbsim.physics.theory"):
         theory.correlation_table(rho)
         theory._correlation_table_cached.cache_clear()  # a new process: the disk cache answers
         theory.correlation_table(rho)
-    notices = [r.getMessage() for r in caplog.records if r.name == "turbsim.theory"]
+    notices = [r.getMessage() for r in caplog.records if r.name == "turbsim.physics.theory"]
     assert len(notices) == 1
     assert notices[0].startswith("integrating the correlation table for rho = 12.345")
     assert "once" in notices[0]

@@ -1,4 +1,4 @@
-"""feedbackseg.data: the Dataset over turbsim shards."""
+"""feedbackseg.data.dataset: the Dataset over turbsim shards."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from feedbackseg.data import DataError, ShardDataset, pixel_counts, resized_shape
+from feedbackseg.data.dataset import DataError, ShardDataset, pixel_counts, resized_shape
 from turbsim import shards
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from feedbackseg.data import DataError, ShardDataset
+from feedbackseg.data.dataset import DataError, ShardDataset
 from turbsim import shards
 from turbsim.shards import ShardWriter, shard_path
 

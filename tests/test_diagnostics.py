@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 from turbsim import TurbulenceParams
-from turbsim.diagnostics import (
+from turbsim.physics.theory import sigma_r_px
+from turbsim.views.diagnostics import (
     correlation_curves,
     rendered_taper,
     stats_record,
     variance_vs_cn2,
 )
-from turbsim.theory import sigma_r_px
 from turbsim_cli.turbsim_cmd import main
 
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
@@ -124,10 +124,10 @@ def test_plot_stats_without_matplotlib_says_how_to_install(tmp_path: Path, monke
 
 
 def test_cn2_sweep_sheet(tmp_path: Path) -> None:
-    from turbsim.generate import generate
-    from turbsim.plan import make_plan
-    from turbsim.recipe import resolve_recipe
-    from turbsim.synthetic import write_sample_tree
+    from turbsim.pipeline.generate import generate
+    from turbsim.pipeline.plan import make_plan
+    from turbsim.pipeline.recipe import resolve_recipe
+    from turbsim.sources.synthetic import write_sample_tree
 
     write_sample_tree(tmp_path / "cs", n=1, height=64, width=128, seed=0, splits=("val",))
     recipe = resolve_recipe(None, {"compression": "lzf", "splits": "val"})
@@ -149,7 +149,7 @@ def test_cn2_sweep_sheet(tmp_path: Path) -> None:
     sheet = cv2.imread(str(tmp_path / "pv" / "cn2_sweep.png"))
     assert sheet.shape[1] == 3 * 128 + 2 * 4
     # the strongest panel differs more from the clean one than the weakest
-    from turbsim.preview import _TITLE_H
+    from turbsim.views.preview import _TITLE_H
 
     panels = [sheet[_TITLE_H:, k * 132 : k * 132 + 128].astype(int) for k in range(3)]
     assert np.abs(panels[2] - panels[0]).mean() > np.abs(panels[1] - panels[0]).mean()

@@ -67,8 +67,8 @@ def test_every_feedbackseg_error_has_the_base() -> None:
 
 def test_errors_keep_their_standard_bases_and_pickle() -> None:
     from feedbackseg.errors import EvalError, TrainError
-    from turbsim.plan import GenerateError
-    from turbsim.recipe import RecipeError
+    from turbsim.pipeline.plan import GenerateError
+    from turbsim.pipeline.recipe import RecipeError
 
     assert issubclass(RecipeError, ValueError) and issubclass(GenerateError, RuntimeError)
     assert issubclass(TrainError, RuntimeError) and issubclass(EvalError, ValueError)
@@ -84,7 +84,7 @@ def test_errors_keep_their_standard_bases_and_pickle() -> None:
     on_os_error=lambda error, params: click.ClickException(f"cannot write {params['out']}"),
 )
 def _command(kind: str, out: str) -> None:
-    from turbsim.recipe import RecipeError
+    from turbsim.pipeline.recipe import RecipeError
 
     if kind == "flag":
         raise RecipeError("size must be HxW", "size")

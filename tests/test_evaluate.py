@@ -1,5 +1,5 @@
-"""Evaluation (feedbackseg.evaluate, ``fbseg eval``), comparison (``fbseg compare``) and the
-training-curve / bar-chart pictures (feedbackseg.plots, ``fbseg plot``).
+"""Evaluation (feedbackseg.evaluation.evaluate, ``fbseg eval``), comparison (``fbseg compare``) and
+the training-curve / bar-chart pictures (feedbackseg.evaluation.plots, ``fbseg plot``).
 
 Tiny data: 5 val samples of 64 x 128 in two shards (shard size 4), small networks, checkpoints
 written here with the trainer's :func:`save_checkpoint` contract.
@@ -19,27 +19,27 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-import feedbackseg.evaluate as evaluate_module
-from feedbackseg.checkpoints import save_checkpoint
-from feedbackseg.cityscapes_labels import (
+import feedbackseg.evaluation.evaluate as evaluate_module
+from feedbackseg.data.cityscapes_labels import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
     colorize_train_ids,
 )
-from feedbackseg.data import ShardDataset
-from feedbackseg.evaluate import (
+from feedbackseg.data.dataset import ShardDataset
+from feedbackseg.evaluation.evaluate import (
     EvalError,
     comparison_markdown,
     evaluate,
     evaluate_checkpoint,
     load_result,
 )
-from feedbackseg.metrics import ConfusionMatrix
+from feedbackseg.evaluation.metrics import ConfusionMatrix
 from feedbackseg.models import build_model
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from feedbackseg.runs.checkpoints import save_checkpoint
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.fbseg_cmd import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -245,7 +245,7 @@ def test_evaluate_takes_the_training_models_in_memory(shards, checkpoints):
     """What the trainer's validation passes: a bare model of build_model, in train mode, with
     its parts (R, S) shared with the optimisers. The result equals the checkpoint's and the
     model is left in eval mode."""
-    from feedbackseg.inference import load_model
+    from feedbackseg.evaluation.inference import load_model
     from feedbackseg.models import model_parts
 
     dataset = ShardDataset(shards, "val")
@@ -301,7 +301,7 @@ def test_cli_eval_saves_palette_predictions(shards, checkpoints, tmp_path):
         assert rgb.shape == (64, 128, 3)
         assert {tuple(c) for c in np.unique(rgb.reshape(-1, 3), axis=0).tolist()} <= palette
     # the first file is exactly the palette image of the model's prediction (RGB, not BGR)
-    from feedbackseg.evaluate import load_model
+    from feedbackseg.evaluation.evaluate import load_model
 
     model, _ = load_model(checkpoints["erfnet"])
     with torch.no_grad():
@@ -403,7 +403,7 @@ def _assert_png(path: Path, shape: tuple[int, int] | None = None) -> None:
 
 def test_plots_write_valid_pngs(tmp_path):
     pytest.importorskip("matplotlib")
-    from feedbackseg.plots import plot_per_class_iou, plot_training_curves
+    from feedbackseg.evaluation.plots import plot_per_class_iou, plot_training_curves
 
     run = _training_run(tmp_path)
     _assert_png(plot_training_curves(run, tmp_path / "curves.png"), (360, 900))

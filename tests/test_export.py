@@ -18,12 +18,13 @@ import pytest
 from click.testing import CliRunner
 from shards_samples import make_sample, write_shard
 
-from turbsim import _files, export, shards
-from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from turbsim import _files, shards
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.cityscapes import LABEL_ID_TO_TRAIN_ID
+from turbsim.sources.synthetic import write_sample_tree
+from turbsim.views import export
 from turbsim_cli.turbsim_cmd import main
 
 Key = tuple[str, str, int]  # (split, stem, variant)
@@ -205,7 +206,7 @@ def test_two_stems_on_one_file_are_refused_before_writing(tmp_path: Path) -> Non
 
 
 def test_label_tables_agree() -> None:
-    from feedbackseg.cityscapes_labels import TRAIN_ID_TO_LABEL_ID
+    from feedbackseg.data.cityscapes_labels import TRAIN_ID_TO_LABEL_ID
 
     table = export.TRAIN_ID_TO_LABEL_ID
     np.testing.assert_array_equal(table, TRAIN_ID_TO_LABEL_ID)

@@ -24,11 +24,11 @@ import torch
 from click.testing import CliRunner
 from test_fbseg_faults import FAST, _fill_disk, _make_shards, _one_line_error
 
-import feedbackseg.evaluate as evaluate_module
-import feedbackseg.predict as predict_module
-from feedbackseg.checkpoints import load_checkpoint
+import feedbackseg.evaluation.evaluate as evaluate_module
+import feedbackseg.evaluation.predict as predict_module
 from feedbackseg.config import TrainConfig, resolve_config
 from feedbackseg.models import TRAIN_STEPS
+from feedbackseg.runs.checkpoints import load_checkpoint
 from turbsim import _files
 from turbsim_cli.fbseg_cmd import main
 
@@ -170,7 +170,7 @@ def test_disk_full_in_study_names_the_study_folder(
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("feedbackseg.study.run_study", full)
+    monkeypatch.setattr("feedbackseg.study.runner.run_study", full)
     out = tmp_path / "study"
     line = _one_line_error(_invoke("study", str(shards), "--out", str(out)))
     assert line == f"Error: {out}: {DISK_FULL}"
@@ -192,7 +192,7 @@ def test_predict_long_thin_image_is_refused_up_front(
     the checkpoint's height 32: 32x1600000 px). The machine's memory is set to 4 GB here (the
     image needs ~39 GB), so the test is the same on every machine; nothing is written, not even
     for the small image given first."""
-    monkeypatch.setattr("feedbackseg.memory.physical_memory_bytes", lambda: 4 * 10**9)
+    monkeypatch.setattr("feedbackseg.devices.memory.physical_memory_bytes", lambda: 4 * 10**9)
     small = _image(tmp_path / "a_small.png", 32, 64)
     thin = _image(tmp_path / "thin.png", 2, 100000)
     out = tmp_path / "p"
@@ -501,7 +501,7 @@ def test_lock_is_held_while_training_and_released_after_each_run(
     """What ``fbseg study`` needs: trainings called in-process one after the other on one RUN;
     each holds the lock (with this process's pid) while it trains and releases it at the end,
     also when it fails."""
-    from feedbackseg.train import TrainError, train
+    from feedbackseg.training.train import TrainError, train
 
     run = tmp_path / "run"
     real, seen = TRAIN_STEPS["erfnet"], []
@@ -523,7 +523,7 @@ def test_lock_is_held_while_training_and_released_after_each_run(
     with pytest.raises(TrainError, match="holds a run already"):  # released after a refusal too
         train(config, log=lambda message: None)
     assert _lock_is_free(run)
-    from feedbackseg.runlock import run_lock
+    from feedbackseg.runs.runlock import run_lock
 
     with run_lock(run):  # a caller (the study) may hold the lock around a training
         assert not _lock_is_free(run)

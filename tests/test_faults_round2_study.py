@@ -17,14 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 import turbsim._files as files_module
-from feedbackseg.checkpoints import load_checkpoint
-from feedbackseg.rundir import read_metrics
-from feedbackseg.study_file import run_dir
-from feedbackseg.study_records import EVAL_NAME
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from feedbackseg.runs.checkpoints import load_checkpoint
+from feedbackseg.runs.rundir import read_metrics
+from feedbackseg.study.records import EVAL_NAME
+from feedbackseg.study.study_file import run_dir
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.fbseg_cmd import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ _CHILD = r"""
 import os, sys
 import torch
 from click.testing import CliRunner
-import feedbackseg.train as train_module
+import feedbackseg.training.train as train_module
 from turbsim_cli.fbseg_cmd import main
 
 torch.set_num_threads(1)

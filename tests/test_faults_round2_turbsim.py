@@ -22,12 +22,13 @@ import pytest
 from cli_output import output_lines
 from click.testing import CliRunner
 
-from turbsim import blur, shards, theory
-from turbsim.generate import generate
-from turbsim.params import REFERENCE_PARAMS, TurbulenceParams
-from turbsim.plan import make_plan
-from turbsim.recipe import RecipeError, resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from turbsim import shards
+from turbsim.physics import blur, theory
+from turbsim.physics.params import REFERENCE_PARAMS, TurbulenceParams
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import RecipeError, resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.turbsim_cmd import main
 
 H, W = 48, 96
@@ -244,7 +245,7 @@ def test_hdf5_disk_full_is_one_line_naming_the_shard(
 def test_memory_error_is_one_line_and_resumable(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from turbsim import render
+    from turbsim.pipeline import render
 
     out = tmp_path / "out"
     field = render.sample_field
@@ -296,7 +297,7 @@ def test_real_memory_limit_with_two_workers(tmp_path: Path) -> None:
 def test_plan_size_is_checked_from_counts_before_it_is_built(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from turbsim import plan
+    from turbsim.pipeline import plan
 
     made = {"n": 0}
     planned = plan.PlannedSample
@@ -322,7 +323,7 @@ def test_plan_size_is_checked_from_counts_before_it_is_built(
 def _hold_run_lock(out: Path, shared: bool = False) -> subprocess.Popen:
     """A real other process that holds ``out``'s run lock until its stdin closes."""
     code = (
-        "import sys\nfrom pathlib import Path\nfrom turbsim.outfolder import run_lock\n"
+        "import sys\nfrom pathlib import Path\nfrom turbsim.pipeline.outfolder import run_lock\n"
         f"with run_lock(Path({str(out)!r}), shared={shared}):\n"
         "    print('held', flush=True)\n    sys.stdin.read()\n"
     )

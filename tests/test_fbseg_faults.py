@@ -17,18 +17,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import feedbackseg.rundir as rundir_module
-import feedbackseg.train as train_module
-import feedbackseg.weights as weights_module
-from feedbackseg.checkpoints import load_checkpoint
+import feedbackseg.runs.rundir as rundir_module
+import feedbackseg.runs.weights as weights_module
+import feedbackseg.training.train as train_module
 from feedbackseg.config import ConfigError, resolve_config
-from feedbackseg.data import DataError, ShardDataset, pixel_counts
-from feedbackseg.preflight import check_batch_memory
+from feedbackseg.data.dataset import DataError, ShardDataset, pixel_counts
+from feedbackseg.runs.checkpoints import load_checkpoint
+from feedbackseg.training.preflight import check_batch_memory
 from turbsim import _files
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.fbseg_cmd import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -553,7 +553,7 @@ def test_failed_start_leaves_no_config(
     def no_weights(config, log):
         raise DataError("counting failed")
 
-    monkeypatch.setattr("feedbackseg.train_state.initial_class_weights", no_weights)
+    monkeypatch.setattr("feedbackseg.training.train_state.initial_class_weights", no_weights)
     line = _one_line_error(_train(str(shards), "--out", str(run), "--max-steps", "1"), True)
     assert line == "Error: counting failed"
     assert list(run.iterdir()) == []  # nothing written

@@ -15,7 +15,7 @@ from scipy.stats import kurtosis
 
 import turbsim
 from turbsim import TurbulenceParams, sample_tilt_field, tilt_correlation, warp_image
-from turbsim.field import (
+from turbsim.physics.field import (
     blackman,
     draw_noise,
     filter_spectra,
@@ -23,7 +23,7 @@ from turbsim.field import (
     set_num_threads,
     spectral_filter,
 )
-from turbsim.theory import sigma_r_px
+from turbsim.physics.theory import sigma_r_px
 
 
 def _tau(n: int, d: int) -> float:

@@ -1,4 +1,5 @@
-"""feedbackseg.flow.warp: naive per-pixel loop, impulse images, turbsim agreement, autocast."""
+"""feedbackseg.models.flow.warp: naive per-pixel loop, impulse images, turbsim agreement,
+autocast."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from feedbackseg.flow import flow_to_grid, identity_grid, warp
+from feedbackseg.models.flow import flow_to_grid, identity_grid, warp
 
 
 def _warp_naive(image: np.ndarray, flow: np.ndarray) -> np.ndarray:

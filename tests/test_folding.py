@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from turbsim import TurbulenceParams
-from turbsim.folding import (
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.views.folding import (
     estimate_fold_fraction,
     fold_fraction,
     jacobian_determinant,
     shard_fold_fractions,
 )
-from turbsim.recipe import resolve_recipe
 from turbsim_cli.turbsim_cmd import main
 
 
@@ -135,9 +135,9 @@ def test_params_command_reports_fold_fractions() -> None:
 
 def test_plot_stats_reports_the_fold_fraction_of_its_fields_and_of_shards(tmp_path) -> None:
     pytest.importorskip("matplotlib")
-    from turbsim.generate import generate
-    from turbsim.plan import make_plan
-    from turbsim.synthetic import write_sample_tree
+    from turbsim.pipeline.generate import generate
+    from turbsim.pipeline.plan import make_plan
+    from turbsim.sources.synthetic import write_sample_tree
 
     write_sample_tree(tmp_path / "cs", n=1, height=64, width=128, seed=0)
     recipe = resolve_recipe("bmvc2020", {"size": "32x64", "compression": "none"})

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from shards_samples import stored_samples
 
 from turbsim import shards
-from turbsim.cityscapes import discover, read_image_rgb, read_train_ids
-from turbsim.generate import generate
-from turbsim.plan import GenerateError, make_plan, parse_shard_list, select_tasks
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import GenerateError, make_plan, parse_shard_list, select_tasks
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.cityscapes import discover, read_image_rgb, read_train_ids
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.turbsim_cmd import main
 
 H, W = 48, 96
@@ -132,7 +132,7 @@ def test_selection_errors_name_the_key_not_a_flag(kwargs: dict, key: str, needle
 
 
 def test_output_folder_errors_name_the_key(tmp_path: Path) -> None:
-    from turbsim.outfolder import prepare_output
+    from turbsim.pipeline.outfolder import prepare_output
 
     recipe = _recipe()
     with pytest.raises(GenerateError, match="exclude each other") as info:
@@ -303,7 +303,7 @@ def test_preview_sheets_are_valid_pngs(tree: Path, tmp_path: Path) -> None:
     assert one is not None and one.shape[1] == 4 * W + 3 * 4 and one.shape[0] > H
     assert sheets[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the field is recomputed exactly when not stored: the distorted panel is the stored one
-    from turbsim.preview import _TITLE_H
+    from turbsim.views.preview import _TITLE_H
 
     items = stored_samples(out)
     name = sheets[0].name
@@ -317,7 +317,7 @@ def test_preview_sheets_are_valid_pngs(tree: Path, tmp_path: Path) -> None:
 
 
 def test_recomputed_field_matches_stored_flow(tree: Path, tmp_path: Path) -> None:
-    from turbsim.render import sample_field
+    from turbsim.pipeline.render import sample_field
 
     out = tmp_path / "flow"
     recipe = _recipe(store_flow="float16")

@@ -17,11 +17,12 @@ from cli_output import output_lines
 from click.testing import CliRunner
 from shards_samples import stored_samples
 
-from turbsim import cityscapes, shards
-from turbsim.generate import generate
-from turbsim.plan import GenerateError, make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from turbsim import shards
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import GenerateError, make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources import cityscapes
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.turbsim_cmd import main
 
 H, W = 48, 96

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import pytest
 
-from turbsim.synthetic import write_sample_tree
+from turbsim.sources.synthetic import write_sample_tree
 
 pytestmark = pytest.mark.slow
 
@@ -257,10 +257,10 @@ def test_a_worker_killed_midway_ends_the_run_with_one_line(
 def test_a_task_error_in_a_worker_reaches_the_caller(tree: Path, tmp_path: Path) -> None:
     """An image that passes the plan's checks but fails to decode: the worker's
     CityscapesError is raised here, with the worker's traceback as its cause."""
-    from turbsim.cityscapes import CityscapesError
-    from turbsim.generate import generate
-    from turbsim.plan import make_plan
-    from turbsim.recipe import resolve_recipe
+    from turbsim.pipeline.generate import generate
+    from turbsim.pipeline.plan import make_plan
+    from turbsim.pipeline.recipe import resolve_recipe
+    from turbsim.sources.cityscapes import CityscapesError
 
     broken = tmp_path / "broken"
     shutil.copytree(tree, broken)
@@ -281,7 +281,7 @@ def test_ctrl_c_hides_finalizer_errors_of_half_built_objects(tree: Path, tmp_pat
     Traceback'. Reproduced without llvmlite: an object whose __del__ raises, collected at exit."""
     script = (
         "import atexit, gc, sys\n"
-        "import turbsim.generate\n"
+        "import turbsim.pipeline.generate\n"
         "class HalfBuilt:\n"
         "    def __del__(self):\n"
         "        raise AttributeError('half-built object')\n"
@@ -290,7 +290,7 @@ def test_ctrl_c_hides_finalizer_errors_of_half_built_objects(tree: Path, tmp_pat
         "    del obj\n"
         "    atexit.register(gc.collect)\n"
         "    raise KeyboardInterrupt\n"
-        "turbsim.generate.generate = interrupted\n"
+        "turbsim.pipeline.generate.generate = interrupted\n"
         "from turbsim_cli.turbsim_cmd import main\n"
         "sys.argv = ['turbsim'] + sys.argv[1:]\n"
         "main()\n"

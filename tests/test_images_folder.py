@@ -13,13 +13,13 @@ from click.testing import CliRunner
 from shards_samples import stored_samples
 
 from turbsim import shards
-from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID, CityscapesError
-from turbsim.generate import generate
-from turbsim.image_folder import discover_folder, image_stem, make_folder_plan
-from turbsim.jpeg import check_jpeg, jpeg_size
-from turbsim.label_map import LabelMapError, read_label_map_file, resolve_label_map
-from turbsim.plan import GenerateError
-from turbsim.recipe import resolve_recipe
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.image_folder import discover_folder, image_stem, make_folder_plan
+from turbsim.pipeline.plan import GenerateError
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.cityscapes import LABEL_ID_TO_TRAIN_ID, CityscapesError
+from turbsim.sources.jpeg import check_jpeg, jpeg_size
+from turbsim.sources.label_map import LabelMapError, read_label_map_file, resolve_label_map
 from turbsim_cli.turbsim_cmd import main
 
 H, W = 40, 72

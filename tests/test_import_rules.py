@@ -1,17 +1,31 @@
 """The import rules of the layout (STYLE.md), checked statically with ``ast`` and dynamically.
 
+- Rooms. Each package is a few rooms (subpackages, or a module that is a room of its own) and a
+  foundation (the modules beside the rooms). A room imports the foundation of its package and
+  the rooms :data:`ROOMS` lists for it, nothing else of its package; the foundation imports no
+  room. The rooms, each above the ones it may use::
+
+      turbsim      physics (none) <- shards (physics.choices only) <- seeding <- sources
+                   <- pipeline <- views; augment (physics, pipeline)
+                   foundation: __init__, errors, _files, _aliases
+      feedbackseg  models (none), data (none) <- devices (models) <- runs (models, devices)
+                   <- evaluation <- training <- study
+                   foundation: __init__, config, modes, label_layout, errors, paths, json_values
+
+  Code in the repository (the CLI included) imports every module by its room path; the public
+  paths of :data:`turbsim.PUBLIC_MODULES` (``turbsim.field``...) are for users.
 - turbsim never imports click, feedbackseg or cli (not even lazily inside a function), and torch
   only in turbsim/augment.py (the optional torch front end: ``import turbsim``, every other
   turbsim module and the ``turbsim`` command stay torch-free); h5py only in turbsim/shards/ (not
-  its schema), numba only in turbsim/warp.py, matplotlib only in turbsim/viz.py and only inside
-  functions (it is an optional dependency).
+  its schema), numba only in turbsim/physics/warp.py, matplotlib only in turbsim/views/viz.py and
+  only inside functions (it is an optional dependency).
 - feedbackseg imports turbsim only through ``turbsim.shards`` (and the light atomic writer
-  ``turbsim._files``) and ``turbsim.augment`` (online turbulence), and never imports cli.
-- The physics modules (params, theory, field, warp, blur, choices) never import turbsim.shards.
-- No import cycle inside turbsim (function-local imports included); ``import turbsim.shards``
-  loads neither numba, scipy, cv2 nor torch.
+  ``turbsim._files``, the public-path table ``turbsim._aliases``) and ``turbsim.augment`` (online
+  turbulence), and never imports cli.
+- No import cycle inside turbsim, feedbackseg or cli (function-local imports included);
+  ``import turbsim.shards`` loads neither numba, scipy, cv2 nor torch.
 - Sizes: no module over 600 lines, no function over 100 lines (its docstring aside).
-- cli may import anything, but its command modules must not import torch at import time.
+- cli may import any room, but its command modules must not import torch at import time.
 """
 
 from __future__ import annotations
@@ -24,13 +38,44 @@ from pathlib import Path
 
 import pytest
 
+import turbsim
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("turbsim", "feedbackseg", "cli")
-#: The physics modules: they never import the storage layer (turbsim.shards).
-PHYSICS_MODULES = frozenset(
-    f"turbsim/{name}.py"
-    for name in ("params", "theory", "field", "warp", "blur", "choices", "table_cache", "threads")
-)
+#: The rooms of each package -> the rooms of the same package it may import (a dotted entry
+#: names a single module). Every other first-level name of a package is its foundation.
+ROOMS: dict[str, dict[str, frozenset[str]]] = {
+    "turbsim": {
+        "physics": frozenset(),
+        "shards": frozenset({"physics.choices"}),
+        "seeding": frozenset({"shards"}),
+        "sources": frozenset({"shards", "seeding"}),
+        "pipeline": frozenset({"physics", "shards", "sources", "seeding"}),
+        "views": frozenset({"physics", "shards", "sources", "pipeline"}),
+        "augment": frozenset({"physics", "pipeline"}),
+    },
+    "feedbackseg": {
+        "models": frozenset(),
+        "data": frozenset(),
+        "devices": frozenset({"models"}),
+        "runs": frozenset({"models", "devices"}),
+        "evaluation": frozenset({"models", "devices", "data", "runs"}),
+        "training": frozenset({"models", "devices", "data", "runs", "evaluation"}),
+        "study": frozenset({"models", "devices", "data", "runs", "evaluation", "training"}),
+    },
+}
+#: Names a package itself exports (``from turbsim import TurbulenceParams``).
+PACKAGE_NAMES: dict[str, frozenset[str]] = {
+    "turbsim": frozenset({*turbsim.__all__, "PUBLIC_MODULES"}),
+    "feedbackseg": frozenset({"__version__", "PUBLIC_MODULES"}),
+}
+#: The foundation of each package: the modules beside the rooms (``""`` is the package itself).
+FOUNDATION: dict[str, frozenset[str]] = {
+    "turbsim": frozenset({"", "errors", "_files", "_aliases"}),
+    "feedbackseg": frozenset(
+        {"", "config", "modes", "label_layout", "errors", "paths", "json_values"}
+    ),
+}
 #: The one turbsim module that may import torch.
 TORCH_MODULE = "turbsim/augment.py"
 
@@ -109,6 +154,37 @@ def _is(module: str, root: str) -> bool:
     return module == root or module.startswith(root + ".")
 
 
+def _unit(parts: list[str], package: str) -> str:
+    """The room (or foundation module) of ``package`` that a dotted name's ``parts`` fall in."""
+    name = parts[1] if len(parts) > 1 else ""
+    return name if name in ROOMS[package] or name in FOUNDATION[package] else "?" + name
+
+
+def room_problem(path: str, imp: Import, package: str) -> str | None:
+    """Why importing ``imp`` (a module of ``package``) from the file at ``path`` breaks the
+    room rules, or None."""
+    target = imp.module.split(".")
+    unit = _unit(target, package)
+    if unit.startswith("?"):
+        if len(target) == 2 and target[1] in PACKAGE_NAMES[package]:
+            return None  # `from turbsim import TurbulenceParams`: a name of the package itself
+        return f"{imp.module} is not in a room of {package}: import it by its room path"
+    here = [part for part in Path(path).with_suffix("").parts if part != "__init__"]
+    if here[0] != package:
+        return None  # another package or the CLI: any room
+    own = _unit(here, package)
+    if unit == own:
+        return None
+    if own in FOUNDATION[package]:
+        if unit in FOUNDATION[package]:
+            return None
+        return f"the foundation of {package} imports no room ({unit})"
+    allowed = ROOMS[package][own]
+    if unit in FOUNDATION[package] or unit in allowed or ".".join(target[1:3]) in allowed:
+        return None
+    return f"room {own} may import {sorted(allowed) or 'no other room'} of {package}, not {unit}"
+
+
 def violations(source: str, path: str) -> list[str]:
     """Import-rule violations of one file; ``path`` is repo-relative with forward slashes."""
     path = Path(path).as_posix()
@@ -120,23 +196,24 @@ def violations(source: str, path: str) -> list[str]:
 
     for imp in imports_of(source, path):
         module = imp.module
+        for package in ROOMS:
+            if _is(module, package) and (why := room_problem(path, imp, package)):
+                flag(imp, why)
         if top == "turbsim":
             for banned in ("torch", "click", "feedbackseg", "cli", "turbsim_cli"):
                 if banned == "torch" and path == TORCH_MODULE:
                     continue
                 if _is(module, banned):
                     flag(imp, f"turbsim must never import {banned}")
-            if path in PHYSICS_MODULES and _is(module, "turbsim.shards"):
-                flag(imp, "the physics takes its choices from turbsim.choices, not the storage")
             if _is(module, "h5py") and (
                 not path.startswith("turbsim/shards/") or path == "turbsim/shards/schema.py"
             ):
                 flag(imp, "h5py only in turbsim/shards/")
-            if _is(module, "numba") and path != "turbsim/warp.py":
-                flag(imp, "numba only in turbsim/warp.py")
+            if _is(module, "numba") and path != "turbsim/physics/warp.py":
+                flag(imp, "numba only in turbsim/physics/warp.py")
             if _is(module, "matplotlib"):
-                if path != "turbsim/viz.py":
-                    flag(imp, "matplotlib only in turbsim/viz.py")
+                if path != "turbsim/views/viz.py":
+                    flag(imp, "matplotlib only in turbsim/views/viz.py")
                 elif imp.top_level:
                     flag(imp, "matplotlib is optional: import it inside functions")
         elif top == "feedbackseg":
@@ -144,6 +221,7 @@ def violations(source: str, path: str) -> list[str]:
             via_shards = (
                 _is(module, "turbsim.shards")
                 or _is(module, "turbsim._files")
+                or _is(module, "turbsim._aliases")
                 or _is(module, "turbsim.augment")
                 or (module == "turbsim" and imp.from_base)
             )
@@ -162,30 +240,44 @@ def _python_files() -> list[Path]:
 @pytest.mark.parametrize(
     ("path", "source"),
     [
-        ("turbsim/field.py", "import torch\n"),
-        ("turbsim/field.py", "import torch.nn as nn\n"),
-        ("turbsim/field.py", "def f():\n    import click\n"),
-        ("turbsim/field.py", "from feedbackseg.models import erfnet\n"),
-        ("turbsim/field.py", "from cli import options\n"),
-        ("turbsim/warp.py", "from turbsim.shards.schema import BORDERS\n"),
+        ("turbsim/physics/field.py", "import torch\n"),
+        ("turbsim/physics/field.py", "import torch.nn as nn\n"),
+        ("turbsim/physics/field.py", "def f():\n    import click\n"),
+        ("turbsim/physics/field.py", "from feedbackseg.models import erfnet\n"),
+        ("turbsim/physics/field.py", "from cli import options\n"),
+        ("turbsim/physics/warp.py", "from turbsim.shards.schema import BORDERS\n"),
         ("turbsim/sub/x.py", "from ...cli import options\n"),
-        ("turbsim/field.py", "import importlib\nimportlib.import_module('torch')\n"),
-        ("turbsim/field.py", "__import__('click')\n"),
-        ("turbsim/field.py", "import h5py\n"),
-        ("turbsim/field.py", "from numba import njit\n"),
-        ("turbsim/field.py", "import matplotlib.pyplot as plt\n"),
-        ("turbsim/viz.py", "import matplotlib\n"),
-        ("feedbackseg/data.py", "import turbsim\n"),
-        ("feedbackseg/data.py", "from turbsim import sample_tilt_field\n"),
-        ("feedbackseg/data.py", "from turbsim import *\n"),
-        ("feedbackseg/data.py", "from turbsim import shards, field\n"),
-        ("feedbackseg/data.py", "from turbsim.field import sample_tilt_field\n"),
-        ("feedbackseg/data.py", "from turbsim.recipe import resolve_recipe\n"),
-        ("turbsim/folding.py", "import torch\n"),
+        ("turbsim/physics/field.py", "import importlib\nimportlib.import_module('torch')\n"),
+        ("turbsim/physics/field.py", "__import__('click')\n"),
+        ("turbsim/physics/field.py", "import h5py\n"),
+        ("turbsim/physics/field.py", "from numba import njit\n"),
+        ("turbsim/physics/field.py", "import matplotlib.pyplot as plt\n"),
+        ("turbsim/views/viz.py", "import matplotlib\n"),
+        ("feedbackseg/data/dataset.py", "import turbsim\n"),
+        ("feedbackseg/data/dataset.py", "from turbsim import sample_tilt_field\n"),
+        ("feedbackseg/data/dataset.py", "from turbsim import *\n"),
+        ("feedbackseg/data/dataset.py", "from turbsim import shards, field\n"),
+        ("feedbackseg/data/dataset.py", "from turbsim.physics.field import sample_tilt_field\n"),
+        ("feedbackseg/data/dataset.py", "from turbsim.pipeline.recipe import resolve_recipe\n"),
+        ("turbsim/views/folding.py", "import torch\n"),
         ("turbsim/augment.py", "import click\n"),
-        ("feedbackseg/data.py", "from cli.options import IMAGE_SIZE\n"),
-        ("feedbackseg/data.py", "from turbsim_cli.options import IMAGE_SIZE\n"),
-        ("turbsim/field.py", "import turbsim_cli.options\n"),
+        ("feedbackseg/data/dataset.py", "from cli.options import IMAGE_SIZE\n"),
+        ("feedbackseg/data/dataset.py", "from turbsim_cli.options import IMAGE_SIZE\n"),
+        ("turbsim/physics/field.py", "import turbsim_cli.options\n"),
+        ("turbsim/physics/field.py", "from turbsim.pipeline.recipe import Recipe\n"),
+        ("turbsim/physics/field.py", "from turbsim.theory import sigma_r_px\n"),
+        ("turbsim/shards/writer.py", "from turbsim.physics import field\n"),
+        ("turbsim/sources/cityscapes.py", "from turbsim.pipeline.plan import Plan\n"),
+        ("turbsim/pipeline/render.py", "def f():\n    from turbsim.views import viz\n"),
+        ("turbsim/errors.py", "from turbsim.physics.params import TurbulenceParams\n"),
+        ("turbsim/augment.py", "from turbsim.views.viz import field_to_rgb\n"),
+        ("feedbackseg/models/feedback.py", "from feedbackseg.data.dataset import ShardDataset\n"),
+        ("feedbackseg/evaluation/evaluate.py", "from feedbackseg.training.losses import ifl\n"),
+        ("feedbackseg/training/train.py", "from feedbackseg.study.runner import run_study\n"),
+        ("feedbackseg/config.py", "from feedbackseg.models import ERFNet\n"),
+        ("feedbackseg/data/dataset.py", "from feedbackseg.losses import ifl\n"),
+        ("cli/fbseg_cmd.py", "from feedbackseg.metrics import ConfusionMatrix\n"),
+        ("cli/turbsim_cmd.py", "from turbsim.field import draw_noise\n"),
     ],
 )
 def test_checker_flags_bad_source(path: str, source: str) -> None:
@@ -195,18 +287,39 @@ def test_checker_flags_bad_source(path: str, source: str) -> None:
 @pytest.mark.parametrize(
     ("path", "source"),
     [
-        ("turbsim/field.py", "import numpy as np\nimport scipy.fft\nfrom tqdm import tqdm\n"),
-        ("turbsim/field.py", "from turbsim.params import TurbulenceParams\nfrom . import theory\n"),
+        (
+            "turbsim/physics/field.py",
+            "import numpy as np\nimport scipy.fft\nfrom tqdm import tqdm\n",
+        ),
+        (
+            "turbsim/physics/field.py",
+            "from turbsim.physics.params import TurbulenceParams\nfrom . import theory\n",
+        ),
         ("turbsim/shards/writer.py", "import h5py\n"),
-        ("turbsim/warp.py", "import numba\nfrom numba import njit, prange\n"),
-        ("turbsim/viz.py", "def save():\n    import matplotlib\n"),
-        ("feedbackseg/data.py", "import torch\nfrom turbsim.shards import ShardReader\n"),
-        ("feedbackseg/data.py", "from turbsim import shards\nimport turbsim.shards as s\n"),
-        ("feedbackseg/rundir.py", "from turbsim._files import write_json\n"),
-        ("feedbackseg/data.py", "from turbsim.shards.schema import IGNORE_LABEL\n"),
+        ("turbsim/physics/warp.py", "import numba\nfrom numba import njit, prange\n"),
+        ("turbsim/views/viz.py", "def save():\n    import matplotlib\n"),
+        ("feedbackseg/data/dataset.py", "import torch\nfrom turbsim.shards import ShardReader\n"),
+        ("feedbackseg/data/dataset.py", "from turbsim import shards\nimport turbsim.shards as s\n"),
+        ("feedbackseg/runs/rundir.py", "from turbsim._files import write_json\n"),
+        ("feedbackseg/data/dataset.py", "from turbsim.shards.schema import IGNORE_LABEL\n"),
         ("cli/turbsim_cmd.py", "import turbsim\nimport click\nimport torch\n"),
         ("turbsim/augment.py", "import torch\nfrom torch import nn\n"),
-        ("feedbackseg/turbulence.py", "from turbsim.augment import RandomTurbulence\n"),
+        ("feedbackseg/data/turbulence.py", "from turbsim.augment import RandomTurbulence\n"),
+        ("turbsim/shards/schema.py", "from turbsim.physics.choices import WAVES\n"),
+        ("turbsim/views/preview.py", "from turbsim.pipeline.render import sample_field\n"),
+        ("turbsim/pipeline/plan.py", "from turbsim.sources import cityscapes\n"),
+        (
+            "turbsim/physics/theory.py",
+            "from turbsim.physics import table_cache\nfrom turbsim import errors\n",
+        ),
+        ("turbsim/__init__.py", "from turbsim import _aliases\n"),
+        ("turbsim/pipeline/generate.py", "from turbsim import __version__, shards\n"),
+        ("feedbackseg/study/runner.py", "from feedbackseg.training.train import train\n"),
+        ("feedbackseg/evaluation/inference.py", "from feedbackseg.runs import checkpoints\n"),
+        ("feedbackseg/models/__init__.py", "from feedbackseg.config import MODES\n"),
+        ("feedbackseg/__init__.py", "from turbsim import _aliases\n"),
+        ("cli/fbseg_cmd.py", "from feedbackseg.evaluation.metrics import ConfusionMatrix\n"),
+        ("cli/turbsim_physics.py", "from turbsim import sample_tilt_field\n"),
     ],
 )
 def test_checker_accepts_good_source(path: str, source: str) -> None:
@@ -216,14 +329,14 @@ def test_checker_accepts_good_source(path: str, source: str) -> None:
 def test_relative_imports_are_resolved() -> None:
     modules = {i.module for i in imports_of("from ..shards import read\n", "feedbackseg/a/b.py")}
     assert "feedbackseg.shards.read" in modules
-    modules = {i.module for i in imports_of("from . import theory\n", "turbsim/__init__.py")}
-    assert "turbsim.theory" in modules
+    modules = {i.module for i in imports_of("from . import theory\n", "turbsim/physics/x.py")}
+    assert "turbsim.physics.theory" in modules
 
 
 # --------------------------------------------------------------------------- the real tree
 def test_tree_is_scanned() -> None:
     files = {p.relative_to(REPO).as_posix() for p in _python_files()}
-    assert {"turbsim/params.py", "cli/options.py", "feedbackseg/__init__.py"} <= files
+    assert {"turbsim/physics/params.py", "cli/options.py", "feedbackseg/__init__.py"} <= files
 
 
 def test_repository_follows_import_rules() -> None:
@@ -268,7 +381,7 @@ def test_every_turbsim_module_but_augment_is_torch_free() -> None:
         for p in (REPO / "turbsim").rglob("*.py")
         if p.relative_to(REPO).as_posix() != TORCH_MODULE
     )
-    assert "turbsim.folding" in names and "turbsim.augment" not in names
+    assert "turbsim.views.folding" in names and "turbsim.augment" not in names
     statement = "; ".join(f"import {n}" for n in [*names, "turbsim_cli.turbsim_cmd"])
     assert "torch" not in _roots(_fresh_interpreter_modules(statement))
 
@@ -353,8 +466,8 @@ def test_cycle_finder_finds_a_cycle() -> None:
 @pytest.mark.parametrize(
     ("folder", "module"),
     [
-        ("turbsim", "turbsim.params"),
-        ("feedbackseg", "feedbackseg.study"),
+        ("turbsim", "turbsim.physics.params"),
+        ("feedbackseg", "feedbackseg.study.runner"),
         ("cli", "turbsim_cli.options"),
     ],
 )

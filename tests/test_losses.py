@@ -1,4 +1,5 @@
-"""feedbackseg.losses: cross-entropy limit, naive per-pixel CB-iFL, gradients, class weights."""
+"""feedbackseg.training.losses: cross-entropy limit, naive per-pixel CB-iFL, gradients, class
+weights."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from reference import cb_ifl_naive as _cb_ifl_naive
 
-from feedbackseg.losses import (
+from feedbackseg.training.losses import (
     BMVC2020_CLASS_WEIGHTS,
     ERFNET_CLASS_WEIGHTS,
     CBiFLLoss,

@@ -1,4 +1,5 @@
-"""feedbackseg.metrics.ConfusionMatrix: hand-computed IoU, ignore, merge, chunked accumulation."""
+"""feedbackseg.evaluation.metrics.ConfusionMatrix: hand-computed IoU, ignore, merge, chunked
+accumulation."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedbackseg.cityscapes_labels import colorize_train_ids
-from feedbackseg.metrics import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, ConfusionMatrix
+from feedbackseg.data.cityscapes_labels import colorize_train_ids
+from feedbackseg.evaluation.metrics import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, ConfusionMatrix
 
 # 3 classes, 10 pixels (+2 ignored). Confusion (rows GT, cols pred):
 #   GT 0: pred 0,0,0,1        -> [3, 1, 0]
@@ -220,8 +221,8 @@ OFFICIAL = [
 def test_cityscapes_constants_are_the_official_table():
     """Names, palette and label ids against the official table; both packages' colourisers
     (two implementations) agree on every train id and on ignore."""
-    from feedbackseg.cityscapes_labels import TRAIN_ID_TO_LABEL_ID
-    from turbsim.cityscapes import colorize_train_ids as ts
+    from feedbackseg.data.cityscapes_labels import TRAIN_ID_TO_LABEL_ID
+    from turbsim.sources.cityscapes import colorize_train_ids as ts
 
     assert list(CITYSCAPES_CLASSES) == [name for name, _, _ in OFFICIAL]
     np.testing.assert_array_equal(CITYSCAPES_PALETTE, [colour for _, colour, _ in OFFICIAL])

@@ -82,9 +82,23 @@ def test_wheel_contains_the_recipes(wheel_env: tuple[Path, Path]) -> None:
     shipped = {p.name for p in (REPO / "data_manifests").glob("*.toml")}
     assert {"bmvc2020.toml", "weak.toml"} <= shipped
     assert {f"turbsim_data_manifests/{n}" for n in shipped} <= names
-    studies = {p.name for p in (REPO / "feedbackseg" / "studies").glob("*.toml")}
+    studies = {p.name for p in (REPO / "feedbackseg" / "study" / "studies").glob("*.toml")}
     assert {"cpu.toml", "paper.toml"} <= studies
-    assert {f"feedbackseg/studies/{n}" for n in studies} <= names
+    assert {f"feedbackseg/study/studies/{n}" for n in studies} <= names
+
+
+def test_wheel_contains_every_module(wheel_env: tuple[Path, Path]) -> None:
+    """Every module of the two packages, in every room (pyproject lists the subpackages)."""
+    _, tmp = wheel_env
+    (wheel,) = (tmp / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {
+        p.relative_to(REPO).as_posix()
+        for package in ("turbsim", "feedbackseg")
+        for p in (REPO / package).rglob("*.py")
+    }
+    assert len(modules) > 80
+    assert modules - names == set()
 
 
 def test_wheel_installs_no_generic_top_level_names(wheel_env: tuple[Path, Path]) -> None:

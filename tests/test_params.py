@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from turbsim import TurbulenceParams
-from turbsim import params as params_module
-from turbsim.params import ParamsError
-from turbsim.quantities import describe
-from turbsim.theory import r0_m, sigma_r_px
+from turbsim.physics import params as params_module
+from turbsim.physics.params import ParamsError
+from turbsim.physics.quantities import describe
+from turbsim.physics.theory import r0_m, sigma_r_px
 
 FIELDS = ["cn2", "path_length_m", "aperture_m", "wavelength_m", "focal_length_px", "height_m"]
 
@@ -93,15 +93,15 @@ def test_params_module_imports_no_theory_statically() -> None:
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
             imported |= {f"{node.module}.{alias.name}" for alias in node.names}
-    assert "turbsim.theory" not in imported and not any("theory" in m for m in imported)
-    assert {"math", "dataclasses", "turbsim.choices"} <= imported
+    assert "turbsim.physics.theory" not in imported and not any("theory" in m for m in imported)
+    assert {"math", "dataclasses", "turbsim.physics.choices"} <= imported
     assert not any(m.startswith("turbsim.shards") for m in imported)  # physics, not storage
 
 
 def test_importing_and_using_params_loads_no_theory_or_scipy() -> None:
     code = (
         "import sys\n"
-        "from turbsim.params import TurbulenceParams\n"
+        "from turbsim.physics.params import TurbulenceParams\n"
         "p = TurbulenceParams(cn2=1e-12, path_length_m=2000.0, aperture_m=0.05)\n"
         "p.rho, p.q, p.f_theta_d_px, p.shape_key(), p.to_dict(), p.with_cn2(2e-12)\n"
         "print(' '.join(sorted(sys.modules)))\n"
@@ -110,8 +110,10 @@ def test_importing_and_using_params_loads_no_theory_or_scipy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )
     loaded = set(result.stdout.split())
-    assert "turbsim.params" in loaded
-    assert loaded.isdisjoint({"turbsim.theory", "turbsim.table_cache", "scipy", "numba"})
+    assert "turbsim.physics.params" in loaded
+    assert loaded.isdisjoint(
+        {"turbsim.physics.theory", "turbsim.physics.table_cache", "scipy", "numba"}
+    )
 
 
 def test_summary_is_the_theory_description(reference_params) -> None:

@@ -1,4 +1,4 @@
-"""feedbackseg.plots: what the pictures say (absent classes are not drawn as 0 %)."""
+"""feedbackseg.evaluation.plots: what the pictures say (absent classes are not drawn as 0 %)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from feedbackseg.plots import PlotError, per_class_figure, plot_per_class_iou  # noqa: E402
+from feedbackseg.evaluation.plots import PlotError, per_class_figure, plot_per_class_iou  # noqa: E402
 
 
 def test_absent_classes_are_marked_not_drawn_as_zero(tmp_path) -> None:

@@ -1,5 +1,5 @@
-"""Prediction on image files (feedbackseg.predict, ``fbseg predict``): sizes, palette, the
-BGR -> RGB boundary, and one-line refusals."""
+"""Prediction on image files (feedbackseg.evaluation.predict, ``fbseg predict``): sizes, palette,
+the BGR -> RGB boundary, and one-line refusals."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from feedbackseg.checkpoints import save_checkpoint
-from feedbackseg.cityscapes_labels import CITYSCAPES_PALETTE
+from feedbackseg.data.cityscapes_labels import CITYSCAPES_PALETTE
+from feedbackseg.evaluation.predict import TITLE_PX, network_size, predict_paths
 from feedbackseg.models import build_model
-from feedbackseg.predict import TITLE_PX, network_size, predict_paths
+from feedbackseg.runs.checkpoints import save_checkpoint
 from turbsim_cli.fbseg_cmd import main
 
 PALETTE = {tuple(c) for c in CITYSCAPES_PALETTE.tolist()}
@@ -167,8 +167,8 @@ OFFICIAL_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31
 
 
 def test_train_ids_to_official_label_ids_round_trip():
-    from feedbackseg.cityscapes_labels import TRAIN_ID_TO_LABEL_ID, train_ids_to_label_ids
-    from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID
+    from feedbackseg.data.cityscapes_labels import TRAIN_ID_TO_LABEL_ID, train_ids_to_label_ids
+    from turbsim.sources.cityscapes import LABEL_ID_TO_TRAIN_ID
 
     train_ids = np.array([[*range(19), 255]], np.uint8)
     label_ids = train_ids_to_label_ids(train_ids)
@@ -179,7 +179,7 @@ def test_train_ids_to_official_label_ids_round_trip():
 
 
 def test_predict_labelids_writes_official_ids_at_the_input_size(checkpoints, images, tmp_path):
-    from feedbackseg.cityscapes_labels import CITYSCAPES_PALETTE, train_ids_to_label_ids
+    from feedbackseg.data.cityscapes_labels import CITYSCAPES_PALETTE, train_ids_to_label_ids
 
     palette_out, ids_out = tmp_path / "palette", tmp_path / "ids"
     street = images / "street.png"

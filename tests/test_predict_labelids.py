@@ -11,17 +11,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from feedbackseg.checkpoints import save_checkpoint
-from feedbackseg.cityscapes_labels import (
+from feedbackseg.data.cityscapes_labels import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
     TRAIN_ID_TO_LABEL_ID,
     train_ids_to_label_ids,
 )
-from feedbackseg.inference import EvalError
+from feedbackseg.evaluation.inference import EvalError
+from feedbackseg.evaluation.predict import OUTPUT_FORMATS, predict_paths
 from feedbackseg.models import build_model
-from feedbackseg.predict import OUTPUT_FORMATS, predict_paths
-from turbsim.cityscapes import LABEL_ID_TO_TRAIN_ID
+from feedbackseg.runs.checkpoints import save_checkpoint
+from turbsim.sources.cityscapes import LABEL_ID_TO_TRAIN_ID
 from turbsim_cli.fbseg_cmd import main
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -1,12 +1,12 @@
-"""turbsim.preview: the sheet's legends (colour wheel in the field panel, class key)."""
+"""turbsim.views.preview: the sheet's legends (colour wheel in the field panel, class key)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from turbsim.cityscapes import TRAIN_ID_PALETTE
-from turbsim.preview import _TITLE_H, class_key, paste_wheel, sample_sheet
-from turbsim.viz import colour_wheel, field_to_rgb
+from turbsim.sources.cityscapes import TRAIN_ID_PALETTE
+from turbsim.views.preview import _TITLE_H, class_key, paste_wheel, sample_sheet
+from turbsim.views.viz import colour_wheel, field_to_rgb
 
 
 def _colours(image: np.ndarray) -> set[tuple[int, int, int]]:

@@ -11,7 +11,8 @@ import tomllib
 import numpy as np
 import pytest
 
-from turbsim.recipe import (
+from turbsim.physics.theory import sigma_r_px
+from turbsim.pipeline.recipe import (
     DEFAULT_RECIPE,
     RHO_GRID_STEP,
     Range,
@@ -21,7 +22,6 @@ from turbsim.recipe import (
     recipe_to_toml,
     resolve_recipe,
 )
-from turbsim.theory import sigma_r_px
 
 #: recipe digests recorded from the code before the refactor (issue 10)
 DEFAULT_DIGEST = "8d9b796123efcade4a337d6563ce69f0d73ab29ac17de7ce70517a85c66da430"
@@ -182,7 +182,7 @@ def test_resolved_recipe_bytes_are_unchanged() -> None:
 
 
 def test_choice_lists_come_from_the_schema() -> None:
-    from turbsim.recipe import BORDERS, COMPRESSIONS, FLOW_STORAGE, KNOWN_SPLITS, NORMALIZE
+    from turbsim.pipeline.recipe import BORDERS, COMPRESSIONS, FLOW_STORAGE, KNOWN_SPLITS, NORMALIZE
     from turbsim.shards import schema
 
     assert COMPRESSIONS is schema.COMPRESSIONS and BORDERS is schema.BORDERS

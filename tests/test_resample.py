@@ -13,14 +13,14 @@ import scipy.fft as sfft
 from reference_matlab import full_plane
 
 from turbsim import TurbulenceParams, sample_tilt_field
-from turbsim.field import _box_average, spectral_filter, stored_scale_filter
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import RecipeError, resolve_recipe
-from turbsim.render import resize_field, sample_field
-from turbsim.resample import area_resize_field, area_weights
+from turbsim.physics.field import _box_average, spectral_filter, stored_scale_filter
+from turbsim.physics.resample import area_resize_field, area_weights
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import RecipeError, resolve_recipe
+from turbsim.pipeline.render import resize_field, sample_field
 from turbsim.shards import ShardReader
-from turbsim.synthetic import write_sample_tree
+from turbsim.sources.synthetic import write_sample_tree
 
 
 @pytest.mark.parametrize(("n_in", "n_out"), [(64, 16), (64, 24), (2048, 448), (7, 7), (9, 2)])
@@ -116,9 +116,9 @@ def test_stored_scale_fields_match_area_averaged_native_fields_by_monte_carlo(
     reference_params: TurbulenceParams,
 ) -> None:
     """The same check on samples: variance, a lag-2 moment and the fold fraction."""
-    from turbsim.field import draw_noise, render_unit_field
-    from turbsim.folding import fold_fraction
-    from turbsim.theory import sigma_r_px
+    from turbsim.physics.field import draw_noise, render_unit_field
+    from turbsim.physics.theory import sigma_r_px
+    from turbsim.views.folding import fold_fraction
 
     native, stored, m = (128, 256), (32, 64), 48
     rng = np.random.default_rng(3)

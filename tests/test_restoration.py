@@ -1,5 +1,6 @@
 """The restorer options beyond the paper (--flow-init, --mode restore, --pretrained-restorer,
---flow-loss, --restorer-bn) and the honest restoration diagnostics (feedbackseg.restoration).
+--flow-loss, --restorer-bn) and the honest restoration diagnostics
+(feedbackseg.evaluation.restoration).
 
 Each option changes what it says and nothing else; the default path is the paper's. Tiny shards
 (BMVC air at 4x its relative strength, stored with the area-averaged flow), --small, CPU."""
@@ -15,11 +16,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from feedbackseg.checkpoints import CheckpointError, load_checkpoint, load_pretrained_restorer
 from feedbackseg.config import ConfigError, resolve_config
-from feedbackseg.data import ShardDataset
-from feedbackseg.models import build_model, flow_epe
-from feedbackseg.restoration import (
+from feedbackseg.data.dataset import ShardDataset
+from feedbackseg.evaluation.restoration import (
     checkpoint_restoration,
     gaussian_smooth,
     inverse_flow,
@@ -27,11 +26,13 @@ from feedbackseg.restoration import (
     psnr,
     smoothed_inverse,
 )
-from feedbackseg.train import train
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from feedbackseg.models import build_model, flow_epe
+from feedbackseg.runs.checkpoints import CheckpointError, load_checkpoint, load_pretrained_restorer
+from feedbackseg.training.train import train
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.fbseg_cmd import main
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -275,8 +276,8 @@ def test_bad_option_combinations_are_one_line_errors(shards: Path, tmp_path: Pat
 
 
 def test_fold_fraction_of_the_diagnostics_is_turbsims(shards: Path) -> None:
-    from feedbackseg.restoration import _fold_fraction
-    from turbsim.folding import fold_fraction
+    from feedbackseg.evaluation.restoration import _fold_fraction
+    from turbsim.views.folding import fold_fraction
 
     field = ShardDataset(shards, "val").flow(0)
     assert _fold_fraction(torch.from_numpy(field)[None]) == pytest.approx(fold_fraction(field))

@@ -1,4 +1,4 @@
-"""feedbackseg.rundir: the metrics log of a run and its one tolerant reader."""
+"""feedbackseg.runs.rundir: the metrics log of a run and its one tolerant reader."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from feedbackseg.evaluate import load_result
-from feedbackseg.plots import PlotError
-from feedbackseg.plots import read_metrics as plots_read_metrics
-from feedbackseg.rundir import (
+from feedbackseg.evaluation.evaluate import load_result
+from feedbackseg.evaluation.plots import PlotError
+from feedbackseg.evaluation.plots import read_metrics as plots_read_metrics
+from feedbackseg.runs.rundir import (
     METRICS_NAME,
     MetricsError,
     append_metrics,

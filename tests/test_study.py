@@ -12,12 +12,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import feedbackseg.train as train_module
+import feedbackseg.training.train as train_module
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
-from feedbackseg.data import ShardDataset
-from feedbackseg.flow import warp
-from feedbackseg.restoration import inverse_flow
-from feedbackseg.study_file import (
+from feedbackseg.data.dataset import ShardDataset
+from feedbackseg.evaluation.restoration import inverse_flow
+from feedbackseg.models.flow import warp
+from feedbackseg.study.records import EVAL_NAME
+from feedbackseg.study.report import PAPER, aggregate, ci95
+from feedbackseg.study.study_file import (
     Cell,
     Study,
     StudyError,
@@ -26,12 +28,10 @@ from feedbackseg.study_file import (
     parse_study,
     run_dir,
 )
-from feedbackseg.study_records import EVAL_NAME
-from feedbackseg.study_report import PAPER, aggregate, ci95
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.fbseg_cmd import main
 
 TINY = """
@@ -426,7 +426,7 @@ def test_restoration_cells_report_psnr_flow_error_and_zeroed_feedback(
     assert set(feedback) == CONTRACT_CELL | restoration | {
         "miou_feedback_zeroed", "miou_per_iteration_mean", "feedback_flow_change_px",
     }  # fmt: skip
-    from feedbackseg.inference import load_model
+    from feedbackseg.evaluation.inference import load_model
     from feedbackseg.models import infer
 
     model, _ = load_model(run_dir(out, "feedback", 0) / "best.pt", "cpu")
@@ -456,7 +456,7 @@ def test_unfinished_run_needs_resume_and_continues(shards: Path, tmp_path: Path)
     spec.write_text(TINY)
     out = tmp_path / "S"
     study = load_study(spec)
-    from feedbackseg.study import run_config
+    from feedbackseg.study.runner import run_config
 
     killed = dataclasses.replace(run_config(study, "erfnet", 1, shards, out), max_steps=1)
     train_module.train(killed, log=None)  # a run stopped after step 1 of 2

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from test_study import TINY as STUDY_TINY
 
-from feedbackseg.study_file import load_study
-from turbsim import street
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import scene_rng
+from feedbackseg.study.study_file import load_study
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources import street
+from turbsim.sources.synthetic import scene_rng
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,14 +100,16 @@ def test_thin_scene_patch_applies_and_does_what_it_says(
     shipped scenes, and the patched scenes hold more pole and fence pixels (README there)."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    for name in ("turbsim/street.py", "tests/test_synthetic.py"):
+    for name in ("turbsim/sources/street.py", "tests/test_synthetic.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
     patch = REPO / "docs" / "study-thin" / "scenes.patch"
     done = subprocess.run(["git", "apply", str(patch)], cwd=tmp_path, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
 
-    spec = importlib.util.spec_from_file_location("street_thin", tmp_path / "turbsim/street.py")
+    spec = importlib.util.spec_from_file_location(
+        "street_thin", tmp_path / "turbsim/sources/street.py"
+    )
     assert spec is not None and spec.loader is not None
     thin = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "street_thin", thin)  # dataclasses look their module up

@@ -1,4 +1,4 @@
-"""turbsim.synthetic: procedural scenes (classes, determinism, not palette-coded), the
+"""turbsim.sources.synthetic: procedural scenes (classes, determinism, not palette-coded), the
 Cityscapes-layout tree writer (layout, reproducibility, atomic writes) and its CLI command."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from turbsim.cityscapes import (
+from turbsim.sources.cityscapes import (
     LABEL_ID_TO_TRAIN_ID,
     TRAIN_ID_PALETTE,
     CityscapesError,
@@ -22,7 +22,7 @@ from turbsim.cityscapes import (
     read_train_ids,
     validate,
 )
-from turbsim.synthetic import (
+from turbsim.sources.synthetic import (
     DEFAULT_CITIES,
     SCENE_LABEL_IDS,
     make_scene,

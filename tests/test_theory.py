@@ -10,10 +10,11 @@ import pytest
 from reference_matlab import aa_correlation_literal, aa_variance_coefficient_literal
 
 import turbsim
-from turbsim import TurbulenceParams, correlation_table, table_cache, theory, tilt_correlation
-from turbsim.params import shape_value
-from turbsim.quantities import QUANTITIES, describe, description_table
-from turbsim.theory import (
+from turbsim import TurbulenceParams, correlation_table, tilt_correlation
+from turbsim.physics import table_cache, theory
+from turbsim.physics.params import shape_value
+from turbsim.physics.quantities import QUANTITIES, describe, description_table
+from turbsim.physics.theory import (
     C0,
     compute_correlation_table,
     sigma_a_rad,
@@ -210,7 +211,7 @@ def test_equal_rho_reached_along_other_float_paths_shares_one_table(
 
 
 def test_disk_cache_round_trip_and_repair(tmp_path, monkeypatch) -> None:
-    from turbsim import theory
+    from turbsim.physics import theory
 
     monkeypatch.setenv("TURBSIM_CACHE_DIR", str(tmp_path))
     rho = 7.25
@@ -282,7 +283,7 @@ def test_cache_store_round_trip_and_unwritable_folder_warns(tmp_path, monkeypatc
 
 
 def test_only_table_cache_reads_the_cache_variable() -> None:
-    """$TURBSIM_CACHE_DIR has one reader: turbsim/table_cache.py."""
+    """$TURBSIM_CACHE_DIR has one reader: turbsim/physics/table_cache.py."""
     root = Path(turbsim.__file__).resolve().parents[1]
     readers = sorted(
         path.relative_to(root).as_posix()
@@ -290,7 +291,7 @@ def test_only_table_cache_reads_the_cache_variable() -> None:
         for path in (root / package).rglob("*.py")
         if "TURBSIM_CACHE_DIR" in path.read_text(encoding="utf-8")
     )
-    assert readers == ["turbsim/table_cache.py"]
+    assert readers == ["turbsim/physics/table_cache.py"]
 
 
 # -------------------------------------------------------------------------------- describe

@@ -1,4 +1,5 @@
-"""feedbackseg.train / config / distributed and ``fbseg train``: tiny shards, --small, CPU."""
+"""feedbackseg.training.train / config / distributed and ``fbseg train``: tiny shards, --small,
+CPU."""
 
 from __future__ import annotations
 
@@ -18,20 +19,20 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from reference import cb_ifl_naive
 
-import feedbackseg.train as train_module
-from feedbackseg.checkpoints import load_checkpoint, model_from_checkpoint
+import feedbackseg.training.train as train_module
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
-from feedbackseg.data import ShardDataset
-from feedbackseg.distributed import ResumableDistributedSampler, ShardedEvalSampler
-from feedbackseg.losses import BMVC2020_CLASS_WEIGHTS
+from feedbackseg.data.dataset import ShardDataset
+from feedbackseg.devices.distributed import ResumableDistributedSampler, ShardedEvalSampler
+from feedbackseg.devices.precision import amp_settings, cuda_float32_precision
 from feedbackseg.models import ERFNet
-from feedbackseg.precision import amp_settings, cuda_float32_precision
-from feedbackseg.train import TrainError, build_seg_loss, train
-from feedbackseg.train_state import initial_class_weights
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from feedbackseg.runs.checkpoints import load_checkpoint, model_from_checkpoint
+from feedbackseg.training.losses import BMVC2020_CLASS_WEIGHTS
+from feedbackseg.training.train import TrainError, build_seg_loss, train
+from feedbackseg.training.train_state import initial_class_weights
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.fbseg_cmd import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def test_class_weights_sources(shards: Path) -> None:
 def test_class_weights_from_shards_pass_locking(
     shards: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import feedbackseg.train_state as state_module
+    import feedbackseg.training.train_state as state_module
 
     seen: list[dict] = []
     real = state_module.pixel_counts
@@ -135,8 +136,8 @@ def test_class_weights_from_shards_pass_locking(
 
 
 def test_validation_is_evaluate_on_the_bare_model(shards: Path, tmp_path: Path) -> None:
-    """The val record is what feedbackseg.evaluate.evaluate gives for best.pt's weights."""
-    from feedbackseg.evaluate import evaluate
+    """The val record is what evaluation.evaluate.evaluate gives for best.pt's weights."""
+    from feedbackseg.evaluation.evaluate import evaluate
 
     config = _config(shards, tmp_path / "run", mode="feedback", iterations=2, max_steps=2,
                      val_every=2, checkpoint_every=1000)  # fmt: skip

@@ -1,4 +1,4 @@
-"""``fbseg train --turbulence online`` (feedbackseg.turbulence): fresh, deterministic draws,
+"""``fbseg train --turbulence online`` (feedbackseg.data.turbulence): fresh, deterministic draws,
 resume to identical weights, DDP ranks with different draws, the stored path unchanged, and
 one-line errors for bad values. Tiny shards, --small, CPU, workers 0."""
 
@@ -11,17 +11,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import feedbackseg.train as train_module
-from feedbackseg.checkpoints import load_checkpoint
+import feedbackseg.training.train as train_module
 from feedbackseg.config import ConfigError, resolve_config
-from feedbackseg.data import ShardDataset
-from feedbackseg.distributed import ResumableDistributedSampler
-from feedbackseg.turbulence import OnlineTurbulence, sample_seed
+from feedbackseg.data.dataset import ShardDataset
+from feedbackseg.data.turbulence import OnlineTurbulence, sample_seed
+from feedbackseg.devices.distributed import ResumableDistributedSampler
+from feedbackseg.runs.checkpoints import load_checkpoint
 from turbsim.augment import warp
-from turbsim.generate import generate
-from turbsim.plan import make_plan
-from turbsim.recipe import resolve_recipe
-from turbsim.synthetic import write_sample_tree
+from turbsim.pipeline.generate import generate
+from turbsim.pipeline.plan import make_plan
+from turbsim.pipeline.recipe import resolve_recipe
+from turbsim.sources.synthetic import write_sample_tree
 from turbsim_cli.fbseg_cmd import main
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

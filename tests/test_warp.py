@@ -1,4 +1,5 @@
-"""Tests of turbsim.warp: the Numba kernel against naive loops, and the convention pinned down.
+"""Tests of turbsim.physics.warp: the Numba kernel against naive loops, and the convention pinned
+down.
 
 Convention under test: out(r, c) = image(r + field[0, r, c], c + field[1, r, c]), bilinear, so
 image content moves by -field.
@@ -18,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import warp_image_reference
 
-from turbsim.warp import BORDERS, set_num_threads, warp_image
+from turbsim.physics.warp import BORDERS, set_num_threads, warp_image
 
 IMAGE_DTYPES = [np.uint8, np.float32, np.float64]
 

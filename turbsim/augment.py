@@ -2,15 +2,15 @@
 
 The shards of ``turbsim generate`` hold a fixed sample of the law of the distortion; training
 wants fresh draws of that law. This module renders the same Technion tilt fields (Schwartzman et
-al., ICCP 2017; :mod:`turbsim.field`) and the same blur of the same air (:mod:`turbsim.blur`) with
-torch, batched, on any device: per field only noise, two inverse FFTs with the cached filter, a
-scale, a bilinear sample and (with blur) one FFT multiply. It is the only turbsim module that
-imports torch (``import turbsim`` never loads it).
+al., ICCP 2017; :mod:`turbsim.physics.field`) and the same blur of the same air
+(:mod:`turbsim.physics.blur`) with torch, batched, on any device: per field only noise, two inverse
+FFTs with the cached filter, a scale, a bilinear sample and (with blur) one FFT multiply. It is the
+only turbsim module that imports torch (``import turbsim`` never loads it).
 
 The functional core is exact, i.e. equal on the same inputs to the numpy path to float32
 precision (tests hold it):
 
-- :func:`render_unit_fields` = :func:`turbsim.field.render_unit_field` per sample;
+- :func:`render_unit_fields` = :func:`turbsim.physics.field.render_unit_field` per sample;
 - :func:`warp` = :func:`turbsim.warp_image` (float images to 1e-4, uint8 to one grey level);
 - :func:`blur_images` = :func:`turbsim.blur_image` per sample.
 
@@ -26,14 +26,14 @@ applies it at S as
     distorted_S = blur_S(warp(images_S, A(F_N)))
 
 with A the area average of the field to S scaled to stored pixels
-(:func:`turbsim.resample.area_resize_field`) and blur_S the native blur with its frequencies
-expressed in stored pixels (``pixel_scale`` = S / N of :func:`turbsim.blur.transfer_function`).
-What ``generate`` computes instead is area_S(blur_N(warp(images_N, F_N))). The two differ by the
-variation of F_N inside one stored pixel's footprint (the stored image averages differently
-displaced native pixels; the approximation takes the mean displacement) and by the order of
-the area average and the blur (both linear; they commute up to boundary terms). The returned
-flow is A(F_N): the displacement the stored image shows. ``benchmarks/bench_augment.py
---accuracy`` measures the error on the built-in scenes (README).
+(:func:`turbsim.physics.resample.area_resize_field`) and blur_S the native blur with its frequencies
+expressed in stored pixels (``pixel_scale`` = S / N of
+:func:`turbsim.physics.blur.transfer_function`). What ``generate`` computes instead is
+area_S(blur_N(warp(images_N, F_N))). The two differ by the variation of F_N inside one stored
+pixel's footprint (the stored image averages differently displaced native pixels; the approximation
+takes the mean displacement) and by the order of the area average and the blur (both linear; they
+commute up to boundary terms). The returned flow is A(F_N): the displacement the stored image shows.
+``benchmarks/bench_augment.py --accuracy`` measures the error on the built-in scenes (README).
 """
 
 from __future__ import annotations
@@ -50,13 +50,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from turbsim import blur as _blur
-from turbsim.choices import BORDERS
-from turbsim.field import SpectralFilter, spectral_filter, stored_scale_filter
-from turbsim.params import TurbulenceParams
-from turbsim.recipe import Recipe, RecipeError, resolve_recipe
-from turbsim.resample import area_weights
-from turbsim.theory import sigma_r_px
+from turbsim.physics import blur as _blur
+from turbsim.physics.choices import BORDERS
+from turbsim.physics.field import SpectralFilter, spectral_filter, stored_scale_filter
+from turbsim.physics.params import TurbulenceParams
+from turbsim.physics.resample import area_weights
+from turbsim.physics.theory import sigma_r_px
+from turbsim.pipeline.recipe import Recipe, RecipeError, resolve_recipe
 
 __all__ = [
     "RandomTurbulence",
@@ -113,7 +113,7 @@ def draw_noise(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Standard complex normal noise in the layout of :func:`turbsim.field.draw_noise`.
+    """Standard complex normal noise in the layout of :func:`turbsim.physics.field.draw_noise`.
 
     Args:
         shape: the field's (H, W) [px].
@@ -163,13 +163,13 @@ def _render(filt: SpectralFilter, noise_t: Tensor, spec: Tensor | None = None) -
 def render_unit_fields(filt: SpectralFilter, noise: Tensor) -> Tensor:
     """Unit-ensemble-variance fields from half-plane noise: float32 (B, 2, H, W) [1].
 
-    The batched torch form of :func:`turbsim.field.render_unit_field`, equal to it on the same
-    noise to float32 precision: the 2x2 filter K applied per frequency, an inverse FFT along
+    The batched torch form of :func:`turbsim.physics.field.render_unit_field`, equal to it on the
+    same noise to float32 precision: the 2x2 filter K applied per frequency, an inverse FFT along
     the 2H rows of which the central H are kept, an inverse real FFT of length 2W along the
     columns, the central W columns.
 
     Args:
-        filt: from :func:`turbsim.field.spectral_filter` (the filter of shape (H, W)).
+        filt: from :func:`turbsim.physics.field.spectral_filter` (the filter of shape (H, W)).
         noise: (B, 2, 2H, W + 1) complex (or (2, 2H, W + 1): then the result is (2, H, W)), on
             any device; [:, 0] drives the column component (Z_c), [:, 1] the row one.
 
@@ -193,8 +193,8 @@ def render_unit_fields(filt: SpectralFilter, noise: Tensor) -> Tensor:
 def area_resize_fields(fields: Tensor, out_shape: tuple[int, int]) -> Tensor:
     """The displacement stored images show: fields area-averaged to ``out_shape``, scaled.
 
-    The torch form of :func:`turbsim.resample.area_resize_field` (``cv2.INTER_AREA`` weights;
-    exact block means for integer ratios).
+    The torch form of :func:`turbsim.physics.resample.area_resize_field` (``cv2.INTER_AREA``
+    weights; exact block means for integer ratios).
 
     Args:
         fields: (B, 2, H_n, W_n) displacement [native px].
@@ -244,7 +244,7 @@ def warp(images: Tensor, flow: Tensor, border: str = "clamp") -> Tensor:
         images: (B, C, H, W) uint8 or floating point, on any device.
         flow: (B, 2, H, W) displacement [px], finite.
         border: "clamp" (default), "reflect" (reflect-101) or "zero" (0 where the sample point
-            is outside the pixel-centre rectangle), as :data:`turbsim.choices.BORDERS`.
+            is outside the pixel-centre rectangle), as :data:`turbsim.physics.choices.BORDERS`.
 
     Returns:
         (B, C, H, W), the dtype and device of ``images``; float64 images are computed in
@@ -304,8 +304,9 @@ def blur_images(
     """Blur each image with the mean short-exposure PSF of its air (diffraction included).
 
     The batched torch form of :func:`turbsim.blur_image` (equal to it per image at
-    ``pixel_scale`` (1, 1)): symmetric padding by :func:`turbsim.blur.padding_px`, each
-    channel's spectrum times ``M_D M_SE`` (:func:`turbsim.blur.transfer_function`), the centre.
+    ``pixel_scale`` (1, 1)): symmetric padding by :func:`turbsim.physics.blur.padding_px`, each
+    channel's spectrum times ``M_D M_SE`` (:func:`turbsim.physics.blur.transfer_function`), the
+    centre.
 
     Args:
         images: (B, C, H, W) uint8 or floating point, H, W >= 2.
@@ -397,7 +398,7 @@ class RandomTurbulence(nn.Module):
     Args:
         recipe: a shipped recipe name (``"bmvc2020"``), a TOML path, a
             :class:`turbsim.recipe.Recipe`, a resolved recipe dict (a manifest's ``recipe``),
-            or a :class:`~turbsim.params.TurbulenceParams` (fixed physics, ensemble
+            or a :class:`~turbsim.physics.params.TurbulenceParams` (fixed physics, ensemble
             normalisation, clamped border, no blur). From a recipe: the physics (ranges drawn
             per image as ``turbsim generate`` does, height and aperture rounded to the 1 % log
             grid of rho), ``normalize``, ``border`` and ``blur``; its size, shard and storage

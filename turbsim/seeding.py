@@ -11,7 +11,7 @@ Two users, two split codes (both fixed forever: changing one changes every byte)
 - generated samples (:func:`sample_seed_sequence`):
   ``spawn_key = (split_code(split), stable_hash(stem), variant)`` with :data:`SPLIT_CODES`
   (train 0, val 1, test 2, any other name ``crc32(name) + 16``);
-- synthetic scenes (:func:`scene_seed_sequence`, turbsim.synthetic):
+- synthetic scenes (:func:`scene_seed_sequence`, turbsim.sources.synthetic):
   ``spawn_key = (stable_hash(split), index)``.
 
 numpy and the standard library only.

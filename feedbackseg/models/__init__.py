@@ -5,7 +5,7 @@
 - :mod:`.feedback`: R + S with and without spatial feedback, and the training steps.
 
 :func:`build_model` is the one factory of the network of each training mode (SPEC-feedbackseg
-section 2.4); the trainer, :func:`feedbackseg.checkpoints.model_from_checkpoint` and the
+section 2.4); the trainer, :func:`feedbackseg.runs.checkpoints.model_from_checkpoint` and the
 benchmarks build through it. :func:`model_parts` names the restorer and segmenter of a model
 (what the optimisers and the pretrained-encoder import take).
 

@@ -5,7 +5,7 @@ The module and parameter names are those of the authors' release (Eromera/erfnet
 ``train/erfnet.py``), so that ``erfnet_pretrained.pth`` loads after stripping ``module.``:
 ``encoder.initial_block``, ``encoder.layers.{0..14}``, ``encoder.output_conv``,
 ``decoder.layers.{0..5}``, ``decoder.output_conv``. The four unused ``trans_block`` modules of the
-BMVC 2020 copy are not ported (see :mod:`feedbackseg.checkpoints` for its other key layout).
+BMVC 2020 copy are not ported (see :mod:`feedbackseg.runs.checkpoints` for its other key layout).
 
 With ``num_classes=20`` the network holds exactly 2,064,256 parameters: encoder 1,874,044 and
 decoder 190,212 (SPEC 2.1). Those numbers do NOT include Eromera's encoder-only head

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from feedbackseg.flow import warp
+from feedbackseg.models.flow import warp
 
 #: Scale of the feedback term added to the bottleneck (SPEC 2.3; the original's 0.001).
 FEEDBACK_SCALE = 1e-3
@@ -123,8 +123,8 @@ class Restorer(nn.Module):
 
     Convention: the flow (B, 2, H, W) is in pixels, channel 0 = row (down) displacement,
     channel 1 = column (right) displacement; restored[r, c] = distorted sampled bilinearly at
-    (r + flow[0, r, c], c + flow[1, r, c]), clamped to the border (:func:`feedbackseg.flow.warp`).
-    |flow| <= ``max_flow_px`` component-wise (tanh bound).
+    (r + flow[0, r, c], c + flow[1, r, c]), clamped to the border
+    (:func:`feedbackseg.models.flow.warp`). |flow| <= ``max_flow_px`` component-wise (tanh bound).
 
     Args:
         in_channels: image channels K (3).

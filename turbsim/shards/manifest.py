@@ -22,14 +22,14 @@ from turbsim.shards.writer import ShardInfo
 
 class Manifest(TypedDict, total=False):
     """The keys of ``manifest.json`` (``schema_version`` :data:`MANIFEST_SCHEMA_VERSION`), in the
-    order they are written; ``source`` only for an image folder (turbsim.image_folder)."""
+    order they are written; ``source`` only for an image folder (turbsim.pipeline.image_folder)."""
 
     schema_version: int
     tool: str
     tool_version: str
     git_commit: str | None
     created: str  # ISO 8601, UTC, seconds
-    recipe: dict[str, Any]  # the resolved recipe (turbsim.recipe.Recipe.data)
+    recipe: dict[str, Any]  # the resolved recipe (turbsim.pipeline.recipe.Recipe.data)
     recipe_hash: str
     root_seed: int
     seeding: str  # the seeding scheme in words (turbsim.seeding.SEEDING_SCHEME)

@@ -2,7 +2,7 @@
 
 The one light module that every reader may import: feedbackseg takes the ignore label, the class
 names and the palette from here, turbsim's recipe and CLI take the storage choice lists from
-here (the physics choices are turbsim.choices'). No h5py, numba, scipy or torch.
+here (the physics choices are turbsim.physics.choices'). No h5py, numba, scipy or torch.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import re
 import numpy as np
 
 # The physics choices a dataset records (recipe.json, the params of each sample) are the
-# physics model's: defined in turbsim.choices, named here for readers of the contract.
-from turbsim.choices import BLUR_MODES, BORDERS, NORMALIZE_CHOICES, WAVES  # noqa: F401
+# physics model's: defined in turbsim.physics.choices, named here for readers of the contract.
+from turbsim.physics.choices import BLUR_MODES, BORDERS, NORMALIZE_CHOICES, WAVES  # noqa: F401
 
 #: Version of the shard file layout (the ``schema_version`` attribute of every shard).
 SCHEMA_VERSION = 1

@@ -9,7 +9,7 @@ holds the shard's manifest entry (:data:`turbsim.shards.schema.SHARD_INFO_KEYS`:
     variants      the variant of each
     skipped       the inputs left out (--skip-bad), [{path, reason}]
     global_index  the shard's number over all splits
-    recipe_hash   the digest of the recipe it was made with (turbsim.recipe.Recipe.digest)
+    recipe_hash   the digest of the recipe it was made with (turbsim.pipeline.recipe.Recipe.digest)
 
 ``turbsim generate --resume`` keeps a shard only when its sidecar matches it (size, SHA-256,
 recipe); the manifest's ``shards`` list is built from the sidecars.

@@ -1,0 +1,3 @@
+"""Where the work runs: devices and ``torchrun`` process groups, numeric precision, memory
+checks.
+"""
