@@ -1,5 +1,6 @@
-"""Tiny shards for the tests of turbsim.shards (test_shards.py, test_shards_folder.py), and
-:func:`stored_samples`, every sample of a generated folder (the generate tests)."""
+"""Tiny shards for the tests of turbsim.shards (test_writer.py, test_reader.py,
+test_shards_folder.py), and :func:`stored_samples`, every sample of a generated folder (the
+generate tests)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ For T >= 2 this is the same computation as the literal loop, in train mode too (
 forward passes run, in the same order, so BatchNorm running statistics and the dropout random
 stream agree). For T = 1 in train mode the skipped passes would have updated BatchNorm running
 statistics and drawn S's dropout masks, so those (and only those) differ.
-tests/test_models.py checks both claims against a literal transcription.
+tests/models/test_feedback.py checks both claims against a literal transcription.
 """
 
 from __future__ import annotations

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_study import TINY as STUDY_TINY
+from study_helpers import TINY as STUDY_TINY
 
 from feedbackseg.study.study_file import load_study
 from turbsim.pipeline.recipe import resolve_recipe
 from turbsim.sources import street
 from turbsim.sources.synthetic import scene_rng
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: The two-cell study of test_study plus a restoration cell (the recipe stores the flow).
 TINY = STUDY_TINY + '[cells.restore-seg]\nmode = "restore-seg"\n'

@@ -1,4 +1,5 @@
-"""turbsim.shards, an output folder: the manifest, verify, the summary, the CLI, the package."""
+"""turbsim.shards, an output folder: the manifest, the CLI (verify, info), the package. Verify
+itself: test_integrity.py; the summary: test_shards_report.py."""
 
 from __future__ import annotations
 
@@ -6,22 +7,12 @@ import json
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from shards_samples import H, W, make_dataset, make_sample, write_shard
 
 from turbsim import shards
 from turbsim.shards import MANIFEST_NAME, ShardError, ShardInfo, shard_path
 from turbsim_cli.turbsim_cmd import main as turbsim_cli
-
-
-@pytest.fixture
-def dataset(tmp_path: Path, rng: np.random.Generator) -> Path:
-    """An output folder made by :func:`make_dataset`: train 3 + 2 samples, val 1."""
-    root = tmp_path / "out"
-    make_dataset(root, rng)
-    return root
 
 
 # ------------------------------------------------------------------------------ manifest
@@ -108,82 +99,6 @@ def test_clean_temporaries(dataset: Path) -> None:
     assert not any(p.exists() for p in leftovers)
     assert shard_path(dataset, "train", 0).exists()
     assert shards.clean_temporaries(dataset / "missing") == []
-
-
-# -------------------------------------------------------------------------------- verify
-def test_verify_good_folder(dataset: Path) -> None:
-    assert shards.verify(dataset) == []
-
-
-def test_verify_catches_a_flipped_byte(dataset: Path) -> None:
-    path = shard_path(dataset, "train", 1)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
-    problems = shards.verify(dataset)
-    assert any(p.startswith(f"{path}: sha256 mismatch") for p in problems), problems
-    assert all(p.startswith(str(path)) for p in problems)
-
-
-def test_verify_catches_missing_unlisted_and_tmp(dataset: Path, rng: np.random.Generator):
-    missing = shard_path(dataset, "val", 0)
-    missing.unlink()
-    extra = shard_path(dataset, "train", 7)
-    write_shard(dataset, "train", 7, [make_sample(rng, "x")])
-    tmp = dataset / "train" / "shard-00002.h5.99-00.tmp"
-    tmp.write_bytes(b"")
-    assert shards.verify(dataset) == [
-        f"{missing}: missing (listed in the manifest)",
-        f"{extra}: shard file not listed in the manifest",
-        f"{tmp}: leftover temporary file (interrupted write; delete it)",
-    ]
-
-
-def test_verify_catches_a_wrong_count_and_size(dataset: Path) -> None:
-    manifest = shards.read_manifest(dataset)
-    manifest["shards"][0]["samples"] = 4
-    manifest["shards"][2]["bytes"] += 1
-    shards.write_manifest(dataset, manifest)
-    problems = shards.verify(dataset)
-    first, val = shard_path(dataset, "train", 0), shard_path(dataset, "val", 0)
-    assert f"{first}: attribute samples = 3, the manifest 4" in problems
-    assert any(p.startswith(f"{first}: distorted is uint8 (3, {H}, {W}, 3)") for p in problems)
-    assert any(p.startswith(f"{val}: size ") for p in problems)
-    assert all(p.startswith((str(first), str(val))) for p in problems)
-
-
-def test_verify_catches_an_incomplete_shard(dataset: Path) -> None:
-    path = shard_path(dataset, "val", 0)
-    with h5py.File(path, "a") as f:
-        f.attrs["complete"] = False
-    info = ShardInfo.from_dict(shards.read_manifest(dataset)["shards"][2])
-    manifest = shards.read_manifest(dataset)
-    manifest["shards"][2] = {
-        **info.to_dict(),
-        "bytes": path.stat().st_size,
-        "sha256": shards.sha256_file(path),
-    }
-    shards.write_manifest(dataset, manifest)
-    assert shards.verify(dataset) == [
-        f"{path}: attribute complete is not True (an interrupted write)"
-    ]
-
-
-# ---------------------------------------------------------------------------- summarize
-def test_summarize(dataset: Path) -> None:
-    text = shards.summarize(dataset)
-    lines = text.splitlines()
-    assert any(line.split()[:3] == ["train", "2", "5"] and f"{H}x{W}" in line for line in lines)
-    assert any(line.split()[:3] == ["val", "1", "1"] for line in lines)
-    assert any(line.split()[:3] == ["total", "3", "6"] for line in lines)
-    assert f"compression  gzip (level {shards.GZIP_LEVEL})" in lines
-    assert "flow stored  none" in lines
-    assert "skipped inputs: 1" in lines
-    sigma = np.concatenate(
-        [r.params["sigma_r_px"] for s in ("train", "val") for r in shards.open_split(dataset, s)]
-    )
-    [row] = [line.split() for line in lines if line.startswith("sigma_r_px ")]
-    assert row[1:] == [f"{sigma.min():.6g}", f"{sigma.max():.6g}"]
 
 
 # ---------------------------------------------------------------------------------- CLI

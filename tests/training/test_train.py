@@ -16,67 +16,20 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
 from reference import cb_ifl_naive
+from train_helpers import FAST, _cli, _config, _make_shards, _quiet, _records
 
 import feedbackseg.training.train as train_module
-from feedbackseg.config import ConfigError, TrainConfig, resolve_config
+from feedbackseg.config import resolve_config
 from feedbackseg.data.dataset import ShardDataset
-from feedbackseg.devices.distributed import ResumableDistributedSampler, ShardedEvalSampler
-from feedbackseg.devices.precision import amp_settings, cuda_float32_precision
 from feedbackseg.models import ERFNet
 from feedbackseg.runs.checkpoints import load_checkpoint, model_from_checkpoint
-from feedbackseg.training.losses import BMVC2020_CLASS_WEIGHTS
 from feedbackseg.training.train import TrainError, build_seg_loss, train
-from feedbackseg.training.train_state import initial_class_weights
-from turbsim.pipeline.generate import generate
-from turbsim.pipeline.plan import make_plan
-from turbsim.pipeline.recipe import resolve_recipe
-from turbsim.sources.synthetic import write_sample_tree
-from turbsim_cli.fbseg_cmd import main
 
-REPO = Path(__file__).resolve().parents[1]
-FAST = ["--small", "--height", "32", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def _make_shards(tmp: Path, train: int, val: int | None) -> Path:
-    src = tmp / "cs"
-    per_split = {"train": train} if val is None else {"train": train, "val": val}
-    write_sample_tree(src, n=train, height=64, width=128, seed=0, per_split=per_split,
-                      splits=tuple(per_split))  # fmt: skip
-    recipe = resolve_recipe(
-        None,
-        {"compression": "lzf", "shard_size": 4, "cn2": 1e-13, "splits": list(per_split)},
-    )
-    out = tmp / "shards"
-    generate(make_plan(src, recipe), out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    """4 train samples (2 steps per epoch at batch 2), 3 val samples, 64 x 128."""
-    return _make_shards(tmp_path_factory.mktemp("train-shards"), train=4, val=3)
-
-
-def _cli(*args: str):
-    return CliRunner().invoke(main, ["train", *args])
-
-
-def _records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def _config(shards: Path, out: Path, **overrides) -> TrainConfig:
-    base = {"small": True, "height": 32, "batch_size": 2, "workers": 0, "device": "cpu"}
-    return resolve_config(shards, out, overrides={**base, **overrides})
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def _one_line_error(result, progress: bool = False) -> str:
@@ -107,66 +60,6 @@ def test_seg_loss_schedule_and_reductions() -> None:
     bad[0, 0, 0] = 25
     with pytest.raises(TrainError, match=r"split 'train'.*\[25\]"):
         cb(logits, bad, 1)
-
-
-def test_class_weights_sources(shards: Path) -> None:
-    c19 = _config(shards, "r", class_weights="bmvc2020")
-    torch.testing.assert_close(initial_class_weights(c19, _quiet), BMVC2020_CLASS_WEIGHTS[:19])
-    c20 = _config(shards, "r", num_classes=20)
-    w20 = initial_class_weights(c20, _quiet)
-    assert w20.shape == (20,) and w20[19] == 0  # the void class weighs nothing
-    assert initial_class_weights(_config(shards, "r", loss="ifl"), _quiet) is None
-
-
-def test_class_weights_from_shards_pass_locking(
-    shards: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import feedbackseg.training.train_state as state_module
-
-    seen: list[dict] = []
-    real = state_module.pixel_counts
-
-    def recording(*args, **kwargs):
-        seen.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(state_module, "pixel_counts", recording)
-    weights = initial_class_weights(_config(shards, "r", locking=False), _quiet)
-    assert seen == [{"locking": False}] and weights.shape == (19,)
-
-
-def test_validation_is_evaluate_on_the_bare_model(shards: Path, tmp_path: Path) -> None:
-    """The val record is what evaluation.evaluate.evaluate gives for best.pt's weights."""
-    from feedbackseg.evaluation.evaluate import evaluate
-
-    config = _config(shards, tmp_path / "run", mode="feedback", iterations=2, max_steps=2,
-                     val_every=2, checkpoint_every=1000)  # fmt: skip
-    result = train(config, _quiet)
-    val = result.last_val
-    assert val is not None and val["step"] == 2
-    model = model_from_checkpoint(load_checkpoint(tmp_path / "run" / "best.pt"))
-    expected = evaluate(model, ShardDataset(shards, "val", height=32), iterations=2)
-    assert val["val_miou"] == expected.confusion.as_dict()["miou"]
-    assert val["per_class"] == expected.confusion.as_dict()["per_class"]
-    assert val["val_pixels"] == expected.confusion.as_dict()["pixels"] > 0
-    assert val["val_miou_per_iteration"] == [
-        m.as_dict()["miou"] for m in expected.iteration_confusions
-    ]
-    assert val["val_resolution"] == list(expected.resolution) == [32, 64]
-
-
-def test_samplers_resume_and_shard_without_padding() -> None:
-    data = list(range(10))
-    full = ResumableDistributedSampler(data, 1, 0, shuffle=True, seed=4)
-    full.set_epoch(2)
-    order = list(full)
-    assert sorted(i for _, i in order) == data and {e for e, _ in order} == {2}
-    skipped = ResumableDistributedSampler(data, 1, 0, shuffle=True, seed=4)
-    skipped.set_epoch(2)
-    skipped.set_start(6)
-    assert list(skipped) == order[6:] and len(skipped) == 4
-    seen = [i for rank in range(3) for i in ShardedEvalSampler(10, 3, rank)]
-    assert sorted(seen) == data  # every index exactly once: 10 on 3 ranks stays 10
 
 
 # ---------------------------------------------------------------------------- train runs
@@ -202,57 +95,6 @@ def test_cli_trains_each_mode(shards: Path, tmp_path: Path, mode: str) -> None:
     assert set(last["optimizers"]) == ({"s"} if mode == "erfnet" else {"s", "r"})
     assert last["epoch"] == 1 and last["batch_in_epoch"] == 0  # 4 samples, batch 2
     assert "2 steps" in result.output.strip().splitlines()[-1]
-
-
-def test_precision_is_float32_unless_asked(tmp_path: Path) -> None:
-    """Float32 by default on every device (the feedback signal does not survive bf16 or TF32
-    rounding); --amp gives bf16 autocast on the CPU, without a GradScaler."""
-    cpu = torch.device("cpu")
-    default = resolve_config("s", tmp_path / "r")
-    assert default.amp is None and default.tf32 is False
-    assert amp_settings(default, cpu) == (None, None)
-    assert amp_settings(default, torch.device("cuda")) == (None, None)  # decided without CUDA
-    off = resolve_config("s", tmp_path / "r", overrides={"amp": False})
-    assert amp_settings(off, cpu) == (None, None)
-    on = resolve_config("s", tmp_path / "r", overrides={"amp": True})
-    assert amp_settings(on, cpu) == (torch.bfloat16, None)
-    with pytest.raises(ConfigError, match="^tf32: must be true or false"):
-        resolve_config("s", tmp_path / "r", overrides={"tf32": "yes"})
-
-
-@pytest.mark.parametrize("tf32", [False, True])
-def test_cuda_float32_precision_sets_and_restores_the_tf32_flags(tf32: bool) -> None:
-    """The flags alone (no GPU needed): inside the block TF32 is as asked, after it as before."""
-    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
-    before = (conv.fp32_precision, matmul.fp32_precision)
-    with cuda_float32_precision(tf32):
-        expected = "tf32" if tf32 else "ieee"
-        assert conv.fp32_precision == expected and matmul.fp32_precision == expected
-    assert (conv.fp32_precision, matmul.fp32_precision) == before
-
-
-@pytest.mark.parametrize(
-    ("flags", "amp", "nhwc"),
-    [
-        ([], None, None),
-        (["--amp", "--channels-last", "--tf32"], True, True),
-        (["--no-amp", "--no-channels-last"], False, False),
-    ],
-)
-def test_precision_and_memory_format_flags(
-    shards: Path, tmp_path: Path, flags: list[str], amp: bool | None, nhwc: bool | None
-) -> None:
-    """--amp (bfloat16 autocast on the CPU), --tf32 and the memory-format flag reach the run's
-    config and train; defaults: amp None (off), tf32 false, channels-last None (CUDA only)."""
-    run = tmp_path / "run"
-    result = _cli(str(shards), "--out", str(run), "--mode", "restore-seg", "--max-steps", "1",
-                  "--log-every", "1", "--val-split", "none", *FAST, *flags)  # fmt: skip
-    assert result.exit_code == 0, result.output
-    config = json.loads((run / "config.json").read_text())
-    assert config["amp"] is amp and config["channels_last"] is nhwc
-    assert config["tf32"] is ("--tf32" in flags)
-    (record,) = [r for r in _records(run) if r["kind"] == "train"]
-    assert math.isfinite(record["loss_seg"]) and math.isfinite(record["loss_l1"])
 
 
 def test_resume_gives_the_same_weights_as_one_run(shards: Path, tmp_path: Path) -> None:

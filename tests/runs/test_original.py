@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checkpoint_helpers import original_style, randomise_bn
 from click.testing import CliRunner
 from torch import nn
 
@@ -17,7 +18,6 @@ from feedbackseg.models.erfnet import Encoder
 from feedbackseg.runs.checkpoints import (
     CheckpointError,
     OriginalCheckpointWarning,
-    export_state_dict,
     import_original,
     import_original_info,
     load_pretrained_encoder,
@@ -30,39 +30,6 @@ class NotWeights:
 
     def __init__(self) -> None:
         self.payload = [1, 2, 3]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors gain nothing from threads, and on shared, busy cores OpenMP threads spin
-    against each other (10x slower); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _seeded_torch() -> None:
-    torch.manual_seed(4321)
-
-
-def randomise_bn(module: nn.Module) -> None:
-    for bn in module.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            n = bn.num_features
-            bn.running_mean.copy_(0.1 * torch.randn(n))
-            bn.running_var.copy_(0.5 + torch.rand(n))
-            with torch.no_grad():
-                bn.weight.copy_(0.5 + torch.rand(n))
-                bn.bias.copy_(0.1 * torch.randn(n))
-
-
-def original_style(state: dict, prefix: str = "module.") -> dict:
-    """A PyTorch 0.3 DataParallel state dict: ``module.`` keys, no num_batches_tracked."""
-    return {
-        prefix + k: v.clone() for k, v in state.items() if not k.endswith("num_batches_tracked")
-    }
 
 
 def bmvc_segmentation_state(net: ERFNet) -> dict:
@@ -229,7 +196,7 @@ def test_arbitrary_pickles_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as error:
         import_original(path)
     assert str(error.value) == (
-        f"{path}: needs arbitrary code to unpickle (it pickles test_checkpoints.NotWeights), "
+        f"{path}: needs arbitrary code to unpickle (it pickles test_original.NotWeights), "
         "not a plain weights file; refused"
     )
 
@@ -257,50 +224,6 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a readable torch weights file") as error:
         import_original(corrupt)
     assert "\n" not in str(error.value)
-
-
-def test_export_state_dict_is_detached_copies() -> None:
-    net = Restorer(base_width=4, depth=2, num_classes=3)
-    exported = export_state_dict(net)
-    assert exported.keys() == net.state_dict().keys()
-    with torch.no_grad():
-        net.last.bias.add_(1.0)
-    assert not torch.equal(exported["last.bias"], net.last.bias)
-    assert all(not v.requires_grad and v.is_contiguous() for v in exported.values())
-
-
-# ------------------------------------------------------------------- this package's format
-@pytest.mark.parametrize("mode", ["erfnet", "restore-seg", "feedback"])
-def test_own_checkpoint_round_trip(tmp_path: Path, mode: str) -> None:
-    """save_checkpoint -> load_checkpoint (weights only) -> model_from_checkpoint rebuilds the
-    network through build_model and computes exactly what the saved one does."""
-    from feedbackseg.models import build_model, predict_logits
-    from feedbackseg.runs.checkpoints import (
-        CHECKPOINT_FORMAT,
-        load_checkpoint,
-        model_from_checkpoint,
-        save_checkpoint,
-    )
-
-    net = build_model(mode, num_classes=5, small=True)
-    randomise_bn(net)
-    path = tmp_path / "run" / "best.pt"
-    payload = {"mode": mode, "num_classes": 5, "small": True, "model": net.state_dict()}
-    save_checkpoint(path, {**payload, "step": 3})
-    checkpoint = load_checkpoint(path)
-    assert (checkpoint["format"], checkpoint["step"]) == (CHECKPOINT_FORMAT, 3)
-    rebuilt = model_from_checkpoint(checkpoint, path)
-    assert type(rebuilt) is type(net) and not rebuilt.training
-    net.eval()
-    x = torch.rand(1, 3, 32, 48)
-    with torch.no_grad():
-        torch.testing.assert_close(predict_logits(rebuilt, x, 2), predict_logits(net, x, 2))
-    original = tmp_path / "erfnet_pretrained.pth"
-    torch.save(original_style(ERFNet(num_classes=5).state_dict()), original)
-    with pytest.raises(CheckpointError, match="fbseg import-checkpoint"):
-        load_checkpoint(original)
-    with pytest.raises(CheckpointError, match="unknown model mode 'unet'"):
-        model_from_checkpoint({**checkpoint, "mode": "unet"}, path)
 
 
 def test_original_import_lives_apart_with_its_names_kept() -> None:

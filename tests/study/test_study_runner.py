@@ -1,4 +1,5 @@
-"""``fbseg study``: study files, runs, resumption, per-run evaluation and the aggregates."""
+"""``fbseg study`` (feedbackseg/study/runner.py): runs, resumption, per-run evaluation, the
+results contract. The study file: test_study_file.py; the aggregates: test_study_report.py."""
 
 from __future__ import annotations
 
@@ -10,83 +11,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from study_helpers import CONTRACT_TOP, TINY, _cli, _one_line_error
 
 import feedbackseg.training.train as train_module
-from feedbackseg.config import ConfigError, TrainConfig, resolve_config
+from feedbackseg.config import resolve_config
 from feedbackseg.data.dataset import ShardDataset
 from feedbackseg.evaluation.restoration import inverse_flow
 from feedbackseg.models.flow import warp
 from feedbackseg.study.records import EVAL_NAME
-from feedbackseg.study.report import PAPER, aggregate, ci95
 from feedbackseg.study.study_file import (
-    Cell,
-    Study,
-    StudyError,
     load_study,
-    parse_only,
-    parse_study,
     run_dir,
 )
-from turbsim.pipeline.generate import generate
-from turbsim.pipeline.plan import make_plan
-from turbsim.pipeline.recipe import resolve_recipe
-from turbsim.sources.synthetic import write_sample_tree
-from turbsim_cli.fbseg_cmd import main
 
-TINY = """
-seeds = [0, 1]
-[defaults]
-small = true
-height = 32
-batch_size = 2
-max_steps = 2
-log_every = 1
-workers = 0
-device = "cpu"
-[cells.erfnet-clean]
-mode = "erfnet"
-input = "clean"
-[cells.erfnet]
-mode = "erfnet"
-"""
-
-CONTRACT_TOP = {"cells", "harm", "resolution", "steps", "paper"}
 CONTRACT_CELL = {
     "seeds", "miou", "miou_mean", "miou_ci95", "per_class_mean", "recovered", "recovered_ci95",
 }  # fmt: skip
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    """4 train and 2 val samples of 64 x 128 with the true displacement stored (int16)."""
-    tmp = tmp_path_factory.mktemp("study-shards")
-    per_split = {"train": 4, "val": 2}
-    write_sample_tree(tmp / "cs", n=4, height=64, width=128, seed=0, per_split=per_split,
-                      splits=tuple(per_split))  # fmt: skip
-    recipe = resolve_recipe(
-        None,
-        {"compression": "lzf", "shard_size": 4, "cn2": 1e-12, "splits": list(per_split),
-         "store_flow": "int16"},
-    )  # fmt: skip
-    generate(make_plan(tmp / "cs", recipe), tmp / "shards")
-    return tmp / "shards"
-
-
-def _cli(*args: str):
-    return CliRunner().invoke(main, [*map(str, args)])
-
-
-def _one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
-    lines = result.output.strip().splitlines()
-    errors = [line for line in lines if line.startswith("Error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.output
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -114,81 +57,6 @@ def study(shards: Path, tmp_path_factory) -> dict:
         "metrics": metrics,
         "runs_after_only": runs_after_only,
     }
-
-
-# --------------------------------------------------------------------------- study files
-def test_shipped_studies_parse_with_the_required_cells() -> None:
-    cpu = load_study("cpu")
-    assert list(cpu.cells) == ["erfnet-clean", "erfnet", "restore-seg", "feedback", "feedback-bf16"]
-    assert cpu.cells["erfnet-clean"].input == "clean" and cpu.cells["erfnet-clean"].mode == "erfnet"
-    assert cpu.cells["feedback"].loss == "cb-ifl" and cpu.cells["feedback-bf16"].values["amp"]
-    assert all(c.values["small"] for c in cpu.cells.values()) and cpu.seeds == (0, 1, 2)
-    paper = load_study("paper")
-    assert {c.loss for c in paper.cells.values() if c.mode == "feedback"} == {"ce", "ifl", "cb-ifl"}
-    assert not any(c.values.get("small") for c in paper.cells.values())
-
-
-@pytest.mark.parametrize(
-    ("text", "needle"),
-    [
-        ("[cells.a\nmode = 1", "not valid TOML"),
-        ("[cells.a]\nmode = 'erfnet'\nbogus = 1\n", "[cells.a]: unknown key 'bogus'"),
-        ("[cells.a]\nmode = 'unet'\n", "[cells.a]: mode: unknown mode 'unet'"),
-        ("[cells.a]\nmode = 'erfnet'\nseed = 3\n", "'seed' is set by the study"),
-        ("grid = 1\n[cells.a]\nmode = 'erfnet'\n", "unknown key 'grid'"),
-        ("seeds = []\n[cells.a]\nmode = 'erfnet'\n", "seeds must be distinct integers"),
-        ("[defaults]\nheight = 36\n[cells.a]\nmode = 'feedback'\n", "not a multiple of 16"),
-        ("description = 'x'\n", "no cells"),
-    ],
-)
-def test_bad_study_files_raise_one_line(tmp_path: Path, text: str, needle: str) -> None:
-    with pytest.raises(StudyError) as caught:
-        parse_study(text, "s.toml")
-    assert needle in str(caught.value) and str(caught.value).startswith("s.toml")
-    assert caught.value.key is None and "\n" not in str(caught.value)
-
-
-def test_cli_errors_unknown_cell_bad_file_unknown_study(tmp_path: Path) -> None:
-    shards = tmp_path / "shards"  # refused before the shards are read
-    spec = tmp_path / "tiny.toml"
-    spec.write_text(TINY)
-    out = tmp_path / "S"
-    line = _one_line_error(_cli("study", shards, "--out", out, "--study", spec, "--only", "x"), 2)
-    assert "--only" in line and "unknown cell 'x'" in line and "erfnet-clean, erfnet" in line
-    line = _one_line_error(
-        _cli("study", shards, "--out", out, "--study", spec, "--only", "erfnet:7"), 2
-    )
-    assert "seed 7 is not one of the study's seeds (0, 1)" in line
-    bad = tmp_path / "bad.toml"
-    bad.write_text("[cells.a]\nmode = 'unet'\n")
-    line = _one_line_error(_cli("study", shards, "--out", out, "--study", bad), 1)
-    assert line.startswith(f"Error: {bad}: [cells.a]: mode: unknown mode 'unet'")
-    line = _one_line_error(_cli("study", shards, "--out", out, "--study", "nope"), 2)
-    assert "--study" in line and "shipped study (cpu, online, paper)" in line
-    line = _one_line_error(_cli("study", shards, "--out", out, "--study", spec, "--seeds", "a"), 2)
-    assert "--seeds" in line
-    assert not out.exists()  # nothing written on a refused start
-
-
-def test_parse_only() -> None:
-    study = parse_study(TINY, "t")
-    assert parse_only("erfnet", study) == [("erfnet", 0), ("erfnet", 1)]
-    assert parse_only("erfnet-clean:1", study) == [("erfnet-clean", 1)]
-    with pytest.raises(StudyError) as caught:
-        parse_only("erfnet:x", study)
-    assert caught.value.key == "only"
-
-
-# --------------------------------------------------------------------------- input choice
-def test_input_key_defaults_and_validation(shards: Path, tmp_path: Path) -> None:
-    config = resolve_config(shards, tmp_path / "r")
-    assert config.input == "distorted" and "input" not in config.to_dict()  # config.json as before
-    clean = resolve_config(shards, tmp_path / "r", overrides={"input": "clean"})
-    assert clean.to_dict()["input"] == "clean"
-    assert TrainConfig.from_dict(json.loads(clean.to_json())) == clean
-    with pytest.raises(ConfigError) as caught:
-        resolve_config(shards, tmp_path / "r", overrides={"input": "blurred"})
-    assert caught.value.key == "input"
 
 
 def test_dataset_clean_input_feeds_the_clean_image(shards: Path) -> None:
@@ -236,76 +104,6 @@ def test_inverse_flow_undoes_the_displacement() -> None:
     error = (restored - image)[inner].abs().mean()
     assert error < 0.1 * (distorted - image)[inner].abs().mean()
     assert error < 0.5 * (first_order - image)[inner].abs().mean()
-
-
-# --------------------------------------------------------------------------- aggregates
-def _fake_eval(miou: float, clean: float | None = None, **extra) -> dict:
-    per_class = {"road": miou, "sky": None}
-    data = {"miou": miou, "per_class": per_class, "resolution": [32, 64], "steps": 5, **extra}
-    if clean is not None:
-        data["miou_clean"] = clean
-    return data
-
-
-def test_aggregates_and_95_interval_by_hand() -> None:
-    study = Study(
-        "hand",
-        {
-            "erfnet-clean": Cell("erfnet-clean", {"mode": "erfnet", "input": "clean"}),
-            "erfnet": Cell("erfnet", {"mode": "erfnet"}),
-            "feedback": Cell("feedback", {"mode": "feedback"}),
-        },
-        seeds=(0, 1, 2),
-    )
-    clean_on_clean = [0.50, 0.54, 0.52]
-    erfnet = [0.40, 0.41, 0.45]
-    feedback = [0.45, 0.47, 0.46]
-    evaluations = {
-        "erfnet-clean": {s: _fake_eval(0.3, c) for s, c in enumerate(clean_on_clean)},
-        "erfnet": {s: _fake_eval(m) for s, m in enumerate(erfnet)},
-        "feedback": {
-            s: _fake_eval(
-                m,
-                psnr_restored=30.0 + s,
-                psnr_distorted=25.0,
-                flow_epe_px=0.5,
-                flow_epe_zero_px=2.0,
-                miou_per_iteration=[m - 0.02 * s, m - 0.01, m],
-            )
-            for s, m in enumerate(feedback)  # fmt: skip
-        },
-    }
-    results = aggregate(study, evaluations)
-    t = 4.302652729749464  # scipy.stats.t.ppf(0.975, 2)
-    cell = results["cells"]["feedback"]
-    assert cell["miou"] == pytest.approx([45.0, 47.0, 46.0])
-    assert cell["miou_mean"] == pytest.approx(46.0)
-    assert cell["miou_ci95"] == pytest.approx(t * 1.0 / math.sqrt(3))  # sample std = 1
-    harm = [10.0, 13.0, 7.0]  # clean-on-clean minus erfnet, per seed
-    assert results["harm"]["mean"] == pytest.approx(np.mean(harm)) == 10.0
-    assert results["harm"]["ci95"] == pytest.approx(t * 3.0 / math.sqrt(3))  # s = 3
-    recovered = [5 / 10, 6 / 13, 1 / 7]
-    assert cell["recovered"] == pytest.approx(np.mean(recovered))
-    assert cell["recovered_ci95"] == pytest.approx(t * np.std(recovered, ddof=1) / math.sqrt(3))
-    assert results["cells"]["erfnet"]["recovered"] == 0.0
-    assert cell["psnr_restored"] == pytest.approx(31.0) and cell["flow_epe_px"] == 0.5
-    assert cell["per_class_mean"] == {"road": pytest.approx(46.0), "sky": None}
-    assert cell["flow_epe_zero_px"] == 2.0
-    assert cell["miou_feedback_zeroed"] == pytest.approx([45.0, 45.0, 42.0])
-    assert cell["miou_per_iteration_mean"] == pytest.approx([44.0, 45.0, 46.0])
-    assert "miou_feedback_zeroed" not in results["cells"]["erfnet"]
-    assert results["cells"]["erfnet-clean"]["miou_clean"] == pytest.approx([50.0, 54.0, 52.0])
-    assert "miou_clean" not in cell and "psnr_restored" not in results["cells"]["erfnet"]
-    assert set(results) == CONTRACT_TOP and results["resolution"] == "32x64"
-    assert results["steps"] == 5 and results["paper"]["feedback_over_erfnet"] == 17.41
-    assert ci95([1.0]) is None
-    one_seed = aggregate(
-        Study("one", {"erfnet": study.cells["erfnet"]}, seeds=(0,)),
-        {"erfnet": {0: _fake_eval(0.4)}},
-    )
-    assert one_seed["cells"]["erfnet"]["miou_ci95"] is None
-    assert one_seed["harm"] == {"mean": None, "ci95": None}  # no clean-trained ERFNet cell
-    assert PAPER["restore_seg_over_erfnet"] == 12.71 and PAPER["cb_ifl_share"] == 1.9
 
 
 # --------------------------------------------------------------------------- a real study
