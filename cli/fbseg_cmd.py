@@ -19,7 +19,6 @@ from turbsim_cli.fbseg_errors import (
     check_output_place,
     config_error,
     interrupted,
-    os_error,
     out_of_memory,
     user_error,
 )
@@ -27,6 +26,7 @@ from turbsim_cli.options import (
     OneLineErrorGroup,
     bad_parameter,
     describe_defaults,
+    os_error,
     package_version,
     require_torch,
     user_errors,

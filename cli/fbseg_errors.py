@@ -3,8 +3,7 @@ and a non-zero exit, never a traceback for a user's mistake or the machine's lim
 
 - a bad config value: a usage error naming the flag (exit 2) when it came from the command
   line (:func:`config_error`);
-- an OS error: ``PATH: cause``, the path a temporary was to become, ``(disk full)`` on ENOSPC,
-  and, when the error names no file, the output the command was writing (:func:`os_error`);
+- an OS error: ``PATH: cause`` (:func:`turbsim_cli.options.os_error`, shared with ``turbsim``);
 - an output path that cannot be written (under a file, a symlink loop): refused before any long
   computation (:func:`check_output_place`);
 - out of memory anywhere: ``out of memory (...)`` and what to try (:func:`out_of_memory`);
@@ -16,9 +15,6 @@ torch is not imported here.
 
 from __future__ import annotations
 
-import errno
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +30,6 @@ __all__ = [
     "config_error",
     "user_error",
     "interrupted",
-    "os_error",
     "out_of_memory",
 ]
 
@@ -74,37 +69,10 @@ def config_error(error: ConfigError, given: dict[str, Any]) -> click.ClickExcept
     return click.ClickException(str(error))
 
 
-#: The suffix the atomic writer (turbsim._files) gives a temporary: ``.{pid}-{8 hex}.tmp``.
-_TEMPORARY_SUFFIX = re.compile(r"\.\d+-[0-9a-f]{8}\.tmp$")
-#: Errors that mean the disk (or the quota) is full.
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def os_error(error: OSError, writing: str | os.PathLike | None = None) -> click.ClickException:
-    """One line naming the path and the cause of an OS error (no traceback).
-
-    A temporary of the atomic writer is named by its target; a full disk says so.
-
-    Args:
-        error: the error.
-        writing: the output the command was writing, named when an OS error (one with an
-            errno) names no file: a full disk's error comes from ``write``, which names none.
-    """
-    cause = " ".join((error.strerror or str(error) or type(error).__name__).split())
-    if error.errno in _DISK_FULL or "No space left on device" in cause:
-        cause = f"{error.strerror or os.strerror(errno.ENOSPC)} (disk full)"
-    where = error.filename
-    if where is None and error.errno is not None:  # an OS error of a write: name the output
-        where = writing
-    if where is None:
-        return click.ClickException(cause)
-    return click.ClickException(f"{_TEMPORARY_SUFFIX.sub('', str(where))}: {cause}")
-
-
 def check_output_place(*paths: str | None) -> None:
     """Refuse up front (before any long computation) an output path that cannot be written:
     its nearest existing ancestor is a file, or a link on the way leads back to itself. Other
-    OS errors surface when writing (:func:`os_error`)."""
+    OS errors surface when writing (:func:`turbsim_cli.options.os_error`)."""
     from feedbackseg.paths import SYMLINK_LOOP, is_symlink_loop
 
     for path in paths:

@@ -11,8 +11,10 @@ the message.
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.util
+import os
 import re
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -263,7 +265,7 @@ def user_errors(
     A :class:`turbsim.errors.TurbsimError` or :class:`feedbackseg.errors.FbsegError` is a usage
     error naming its flag (exit 2) when its ``key`` is in ``flags``, else one ``Error:`` line
     (exit 1); an OSError goes to ``on_os_error(error, the command's parameters)`` (none given:
-    ``Error: {the error}``). Anything else propagates.
+    :func:`os_error`, naming the file at fault). Anything else propagates.
 
     Args:
         flags: library key -> command-line flag, e.g. ``{"split": "--split"}``.
@@ -289,7 +291,7 @@ def user_errors(
                 raise click.ClickException(one_line(error)) from None
             except OSError as error:
                 if on_os_error is None:
-                    raise click.ClickException(one_line(error)) from None
+                    raise os_error(error) from None
                 raise on_os_error(error, kwargs) from None
 
         return run
@@ -312,24 +314,38 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def write_error(path: Path, error: OSError) -> click.ClickException:
-    """One line for an OS error while writing ``path`` (the path, the cause, the file at fault).
+def os_error(error: OSError, writing: str | os.PathLike | None = None) -> click.ClickException:
+    """The one line of an OS error, for both commands (no traceback): ``FILE: cause``.
 
-    A full disk reads ``cannot write PATH: No space left on device (disk full) (FILE)`` however
-    the error says it (errno ENOSPC, or HDF5's text with errno None); a temporary file at fault
-    is named by the file it was to become.
+    FILE is the file the error names, a temporary of the atomic writer named by the file it was
+    to become; when the error names none (a full disk's ``write``, HDF5's text), the output the
+    command was writing. When FILE is a folder above that output (a file where a folder should
+    be, say), the line says so: ``cannot write OUT: cause (FILE)``. A full disk or quota reads
+    ``(disk full)`` however the OS or HDF5 says it (errno ENOSPC or EDQUOT, or HDF5's text with
+    errno None).
+
+    Args:
+        error: the error.
+        writing: the output the command was writing; None: name what the error names.
     """
     from turbsim._files import is_disk_full, temporary_target
 
-    filename = error.filename
-    if filename and is_disk_full(error):
-        filename = temporary_target(filename)
-    where = f" ({filename})" if filename and str(filename) != str(path) else ""
-    if is_disk_full(error):
-        return click.ClickException(
-            f"cannot write {path}: No space left on device (disk full){where}"
-        )
-    return click.ClickException(f"cannot write {path}: {one_line(error.strerror or error)}{where}")
+    disk_full = is_disk_full(error) or error.errno == errno.EDQUOT
+    if disk_full:
+        cause = f"{error.strerror or os.strerror(errno.ENOSPC)} (disk full)"
+    else:
+        cause = one_line(error.strerror or error or type(error).__name__)
+    where = temporary_target(error.filename) if error.filename is not None else None
+    if where is None:
+        where = writing if error.errno is not None or disk_full else None
+    elif writing is not None and _above(Path(where), Path(writing)):
+        return click.ClickException(f"cannot write {writing}: {cause} ({where})")
+    return click.ClickException(cause if where is None else f"{where}: {cause}")
+
+
+def _above(folder: Path, path: Path) -> bool:
+    """Whether ``folder`` is a folder above ``path`` (compared as absolute paths)."""
+    return Path(os.path.abspath(folder)) in Path(os.path.abspath(path)).parents
 
 
 def positive_floats(text: str, flag: str) -> list[float]:

@@ -20,10 +20,10 @@ from turbsim_cli import turbsim_physics as physics_commands
 from turbsim_cli.options import (
     OneLineErrorGroup,
     describe_defaults,
+    os_error,
     package_version,
     positive_floats,
     user_errors,
-    write_error,
 )
 from turbsim_cli.progress_bar import show_library_notices
 
@@ -65,7 +65,9 @@ for _command in (physics_commands.params, physics_commands.field, physics_comman
 )
 @click.option("--name", default=None, help="Sample (Cityscapes stem) for --sweep-cn2.")
 @click.option("--raw", is_flag=True, help="Also write the plain distorted and clean images.")
-@user_errors({"split": "--split"}, on_os_error=lambda error, _: click.ClickException(str(error)))
+@user_errors(
+    {"split": "--split"}, on_os_error=lambda error, params: os_error(error, params["out_dir"])
+)
 def preview(
     shards_dir: Path,
     out_dir: Path,
@@ -112,7 +114,7 @@ def preview(
     help="Comma-separated splits among train, val, test (test: images only, no labels).",
 )
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty OUT (same names replaced).")
-@user_errors(on_os_error=lambda error, params: write_error(params["out"], error))
+@user_errors(on_os_error=lambda error, params: os_error(error, params["out"]))
 def sample_cityscapes(
     out: Path, n: int, height: int, width: int, seed: int, splits: str, overwrite: bool
 ) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from turbsim.views.export import FORMATS
-from turbsim_cli.options import bad_parameter, one_line, write_error
+from turbsim_cli.options import bad_parameter, one_line, os_error
 from turbsim_cli.progress_bar import NORMAL, QUIET, Reporter
 
 #: ExportError.key -> flag, for the errors that are flag mistakes (exit 2).
@@ -82,7 +82,7 @@ def export(
             raise bad_parameter(error, EXPORT_FLAG_ERRORS) from None
         raise click.ClickException(one_line(error)) from None
     except OSError as error:
-        raise write_error(out, error) from None
+        raise os_error(error, out) from None
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted: {out} is incomplete (no export.json); rerun with --overwrite",

@@ -29,8 +29,8 @@ from turbsim_cli.options import (
     bad_parameter,
     describe_defaults,
     one_line,
+    os_error,
     recipe_default,
-    write_error,
 )
 from turbsim_cli.progress_bar import VERBOSE, verbosity, verbosity_options
 
@@ -329,7 +329,7 @@ def generate(
             raise bad_parameter(error, GENERATE_FLAG_ERRORS) from None
         raise click.ClickException(one_line(error)) from None
     except OSError as error:
-        raise write_error(out, error) from None
+        raise os_error(error, out) from None
     except MemoryError as error:
         raise click.ClickException(
             f"out of memory while generating into {out} ({one_line(error) or 'MemoryError'}); "

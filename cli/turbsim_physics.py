@@ -19,10 +19,10 @@ from turbsim_cli.options import (
     PHYSICS_FLAGS,
     bad_parameter,
     describe_defaults,
+    os_error,
     params_from_options,
     physics_options,
     positive_floats,
-    write_error,
 )
 
 
@@ -179,7 +179,7 @@ def field(
         with atomic_path(out) as temporary, open(temporary, "xb") as stream:
             np.save(stream, tilt)
     except OSError as error:
-        raise write_error(out, error) from None
+        raise os_error(error, out) from None
     click.echo(
         f"wrote {out}: float32 {tuple(tilt.shape)}, seed {seed}, "
         f"sigma_r {sigma_r_px(turbulence):.4g} px, sample std {float(tilt.std()):.4g} px"
@@ -191,7 +191,7 @@ def field(
             png.parent.mkdir(parents=True, exist_ok=True)
             save_field_png(tilt, png)
         except OSError as error:
-            raise write_error(png, error) from None
+            raise os_error(error, png) from None
         click.echo(f"wrote {png}")
 
 
@@ -272,7 +272,7 @@ def plot_stats(
         out.parent.mkdir(parents=True, exist_ok=True)
         draw(curves, line, out)
     except OSError as error:
-        raise write_error(out, error) from None
+        raise os_error(error, out) from None
     click.echo(f"wrote {out}")
     worst = curves.largest_deviation()
     click.echo(f"largest |measured - theory| of the correlation curves: {worst:.3f}")
@@ -297,7 +297,7 @@ def plot_stats(
             json_out.parent.mkdir(parents=True, exist_ok=True)
             write_json(json_out, record, indent=2)
         except OSError as error:
-            raise write_error(json_out, error) from None
+            raise os_error(error, json_out) from None
         click.echo(f"wrote {json_out}")
 
 

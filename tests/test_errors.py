@@ -116,3 +116,31 @@ def test_user_errors_lets_bugs_through() -> None:
     assert CliRunner().invoke(_command, ["--kind", "ok"]).output == "ok\n"
     result = CliRunner().invoke(_command, ["--kind", "other"])
     assert isinstance(result.exception, KeyError)  # a traceback: a bug, not a user error
+
+
+def test_os_error_is_one_line_for_both_commands(tmp_path: Path) -> None:
+    """turbsim_cli.options.os_error, the one formatter of both CLIs: the file at fault (a
+    temporary named by its target), else the output; a folder above the output says 'cannot
+    write'; a full disk or quota says '(disk full)' however it is reported."""
+    from turbsim._files import temporary_name
+    from turbsim_cli.options import os_error
+
+    out = tmp_path / "run" / "last.pt"
+
+    def line(error: OSError, writing: Path | None = out) -> str:
+        return os_error(error, writing).format_message()
+
+    denied = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "in.h5"))
+    assert line(denied) == f"{tmp_path / 'in.h5'}: Permission denied"
+    temporary = temporary_name(out)
+    full = OSError(errno.ENOSPC, "No space left on device", str(temporary))
+    assert line(full) == f"{out}: No space left on device (disk full)"
+    assert line(OSError(errno.EDQUOT, "Disk quota exceeded")) == (
+        f"{out}: Disk quota exceeded (disk full)"
+    )
+    hdf5 = OSError("Unable to write\n(file write failed: errno = 28, ...)")
+    assert line(hdf5) == f"{out}: No space left on device (disk full)"
+    above = FileExistsError(errno.EEXIST, "File exists", str(tmp_path / "run"))
+    assert line(above) == f"cannot write {out}: File exists ({tmp_path / 'run'})"
+    assert line(OSError("no errno, no file"), None) == "no errno, no file"
+    assert line(OSError("no errno, no file")) == "no errno, no file"

@@ -18,7 +18,6 @@ Samplers:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from feedbackseg.devices.launch import launch
 from feedbackseg.errors import DeviceError
 
 __all__ = [
@@ -141,16 +141,6 @@ class DistributedContext:
             dist.destroy_process_group()
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
-
-
 def setup_distributed(device: str = "auto") -> DistributedContext:
     """Read the torchrun environment, choose the device, join the process group.
 
@@ -164,8 +154,7 @@ def setup_distributed(device: str = "auto") -> DistributedContext:
         DeviceError: "cuda" asked for but not available (one line).
     """
     use_cuda = resolve_device(device).type == "cuda"
-    world_size = _env_int("WORLD_SIZE", 1)
-    local_rank = _env_int("LOCAL_RANK", 0)
+    world_size, local_rank = launch().world_size, launch().local_rank
     if use_cuda:
         if torch.cuda.device_count() > 1 or world_size > 1:
             torch.cuda.set_device(local_rank % max(1, torch.cuda.device_count()))

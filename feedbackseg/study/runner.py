@@ -38,6 +38,7 @@ from typing import Any
 
 from feedbackseg.config import ConfigError, TrainConfig, resolve_config
 from feedbackseg.data.dataset import split_names, split_shards, steps_per_epoch
+from feedbackseg.devices.launch import is_rank_zero
 from feedbackseg.json_values import json_safe
 from feedbackseg.modes import mode_of
 from feedbackseg.runs.rundir import BEST_NAME, CONFIG_NAME, LAST_NAME, saved_config_diff
@@ -140,7 +141,7 @@ def _train_run(config: TrainConfig, resume: bool, log: Callable[[str], None]) ->
     from feedbackseg.training.train import train
 
     run = Path(config.out)
-    with run_lock(run, enabled=_is_main()):  # the marker and the training under one lock
+    with run_lock(run, enabled=is_rank_zero()):  # the marker and the training under one lock
         started = (run / CONFIG_NAME).is_file()
         if started and not (run / LAST_NAME).is_file():
             config = dataclasses.replace(config, overwrite=True)  # no checkpoint to keep
@@ -148,10 +149,10 @@ def _train_run(config: TrainConfig, resume: bool, log: Callable[[str], None]) ->
             if not resume:
                 raise StudyError(f"{run}: unfinished run; pass --resume to continue it")
             config = dataclasses.replace(config, resume=True)
-        if _is_main():
+        if is_rank_zero():
             clear_done(run)  # a stale marker must not outlive the checkpoint it names
         result = train(config, log=log)
-        if _is_main():
+        if is_rank_zero():
             write_done(run, result.step)
 
 
@@ -186,7 +187,7 @@ def evaluate_run(config: TrainConfig, cell: Cell, device: str | None = None) -> 
     data.setdefault("per_class", {})
     data["steps"] = identity["steps"]
     data = json_safe({**data, "checkpoint": identity})
-    if _is_main():
+    if is_rank_zero():
         write_evaluation(run, data, identity)
     return data
 
@@ -228,11 +229,6 @@ def _restoration(config: TrainConfig, best: Path, device: str) -> dict[str, Any]
     data["psnr_gain_train_db"] = train.get("psnr_gain_db")
     data.setdefault("iterations", 1)
     return data
-
-
-def _is_main() -> bool:
-    """Rank 0 of a torchrun launch (or no launch) writes the study's files."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 # ------------------------------------------------------------------------------ driver
@@ -286,7 +282,7 @@ def run_study(
     study_dir = Path(study_dir)
     for cell, seed in study.runs():  # a folder of other shards or another study: refused now
         check_run_folder(run_config(study, cell, seed, shards, study_dir, overrides))
-    if _is_main():
+    if is_rank_zero():
         study_dir.mkdir(parents=True, exist_ok=True)
         _files.write_json(study_dir / "study.json", study.to_dict(), indent=2)
     selected = list(only) if only is not None else study.runs()
@@ -322,6 +318,6 @@ def run_study(
     if outcome.pending:
         say(f"{len(outcome.pending)} run(s) not finished: results once they are")
         return outcome
-    if _is_main():
+    if is_rank_zero():
         outcome.written = write_results(study, evaluations, study_dir, say)
     return outcome

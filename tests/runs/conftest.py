@@ -1,4 +1,4 @@
-"""Fixtures shared by this folder's tests (moved from test_original.py, unchanged)."""
+"""Fixtures shared by this folder's tests (moved from test_original.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
+def _one_torch_thread(torch_one_thread: None) -> None:
     """Tiny tensors gain nothing from threads, and on shared, busy cores OpenMP threads spin
-    against each other (10x slower); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    against each other (10x slower): every module of this folder runs on one torch thread
+    (tests/conftest.py's ``torch_one_thread``), restored afterwards."""
 
 
 @pytest.fixture(autouse=True)
