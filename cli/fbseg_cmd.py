@@ -12,15 +12,12 @@ import click
 from feedbackseg.config import (
     DEVICES,
     INPUTS,
-    ConfigError,
 )
 from turbsim_cli.fbseg_errors import (
-    USER_ERRORS,
     check_output_place,
     config_error,
     interrupted,
-    out_of_memory,
-    user_error,
+    reported,
 )
 from turbsim_cli.options import (
     OneLineErrorGroup,
@@ -121,18 +118,14 @@ def _train(
     from feedbackseg.training.train import train as run_training
 
     given = {**flags, "recipe": recipe, "shards": shards, "out": out}
-    try:
+    with reported(
+        writing=out,
+        memory_hint="try a smaller --batch-size or --height",
+        on_config_error=lambda error: config_error(error, given),  # the flags, --val-split...
+    ):
         config = resolve_config(shards, out, recipe, config_file, flags)
         reporter.detail(f"config: {config.to_json()}")
         return run_training(config, log=reporter.say, on_step=reporter.progress)
-    except ConfigError as error:  # the flags; what needs the shards: --val-split, --height
-        raise config_error(error, given) from None
-    except USER_ERRORS as error:
-        raise user_error(error) from None
-    except OSError as error:
-        raise os_error(error, out) from None
-    except Exception as error:
-        raise _unless_out_of_memory(error, "try a smaller --batch-size or --height") from None
 
 
 _DEVICE = click.Choice(DEVICES)
@@ -221,35 +214,30 @@ def evaluate_command(
     evaluation = restoration = None
     reporter = Reporter(level if ctx.is_main else QUIET, "eval", "img")
     try:
-        mode = checkpoint_mode(checkpoint)
-        kind = mode_of(mode)
-        reporter.detail(f"evaluating {checkpoint} ({mode}) on {shards} split {split!r}, "
-                        f"device {ctx.device}")  # fmt: skip
-        if kind.segmenter:
-            evaluation = evaluate_checkpoint(
-                checkpoint,
-                shards,
-                split,
-                height=height,
-                iterations=iterations,
-                device=ctx.device,
-                batch_size=batch_size,
-                save_predictions=save_predictions,
-                num_workers=workers,
-                input=input_kind,
-                progress=reporter.progress,
-            )
-            reporter.close()
-        if kind.restorer and ctx.is_main:
-            restoration = checkpoint_restoration(
-                checkpoint, shards, split, height, iterations, ctx.device
-            )
-    except USER_ERRORS as error:
-        raise user_error(error, EVAL_FLAGS) from None
-    except OSError as error:
-        raise os_error(error, save_predictions) from None
-    except Exception as error:
-        raise _unless_out_of_memory(error, "try a smaller --height or --batch-size") from None
+        with reported(EVAL_FLAGS, save_predictions, "try a smaller --height or --batch-size"):
+            mode = checkpoint_mode(checkpoint)
+            kind = mode_of(mode)
+            reporter.detail(f"evaluating {checkpoint} ({mode}) on {shards} split {split!r}, "
+                            f"device {ctx.device}")  # fmt: skip
+            if kind.segmenter:
+                evaluation = evaluate_checkpoint(
+                    checkpoint,
+                    shards,
+                    split,
+                    height=height,
+                    iterations=iterations,
+                    device=ctx.device,
+                    batch_size=batch_size,
+                    save_predictions=save_predictions,
+                    num_workers=workers,
+                    input=input_kind,
+                    progress=reporter.progress,
+                )
+                reporter.close()
+            if kind.restorer and ctx.is_main:
+                restoration = checkpoint_restoration(
+                    checkpoint, shards, split, height, iterations, ctx.device
+                )
     finally:
         reporter.close()
         ctx.close()
@@ -321,19 +309,17 @@ def study_command(
 
     check_output_place(out)
     reporter = Reporter(verbosity(quiet, verbose), "study", "run")
+    study_errors = reported(
+        STUDY_FLAGS,
+        out,  # the study's own files: the study folder
+        "try a smaller height or batch size",
+        on_config_error=lambda error: click.ClickException(str(error)),  # a cell's value
+    )
     try:
-        with sigterm_as_interrupt():  # SIGTERM ends the study as Ctrl-C does
+        with study_errors, sigterm_as_interrupt():  # SIGTERM ends the study as Ctrl-C does
             outcome = _run_study(shards, out, study_spec, seeds, only, resume, device, reporter)
-    except ConfigError as error:  # a cell's value: the study file's, not a flag
-        raise click.ClickException(str(error)) from None
-    except USER_ERRORS as error:
-        raise user_error(error, STUDY_FLAGS) from None
-    except OSError as error:
-        raise os_error(error, out) from None  # the study's own files: the study folder
     except KeyboardInterrupt as error:  # a training's line says what its run keeps
         raise interrupted(error, f"interrupted: rerun with --resume to continue {out}") from None
-    except Exception as error:
-        raise _unless_out_of_memory(error, "try a smaller height or batch size") from None
     done = f"{len(outcome.trained)} run(s) trained, {len(outcome.skipped)} found finished"
     if outcome.pending:
         click.echo(f"{out}: {done}; {len(outcome.pending)} run(s) of the study still to finish")
@@ -370,12 +356,6 @@ def _run_study(
         overrides={"device": device} if device is not None else None,
         log=reporter.say,
     )
-
-
-def _unless_out_of_memory(error: Exception, hint: str) -> Exception:
-    """The one-line error of an out-of-memory ``error``; ``error`` itself otherwise (a bug:
-    its traceback is wanted)."""
-    return out_of_memory(error, hint) or error
 
 
 @main.command("predict", short_help="Restore and segment images with a checkpoint.")
@@ -430,17 +410,11 @@ def predict_command(
     from feedbackseg.evaluation.predict import collect_images, predict_checkpoint
 
     check_output_place(out)
-    try:
+    with reported(EVAL_FLAGS, out, "try a smaller --height"):
         images = collect_images(inputs)  # bad paths fail before the model loads
         written = predict_checkpoint(
             checkpoint, images, out, height, iterations, device, output_format
         )
-    except USER_ERRORS as error:
-        raise user_error(error, EVAL_FLAGS) from None
-    except OSError as error:
-        raise os_error(error, out) from None
-    except Exception as error:
-        raise _unless_out_of_memory(error, "try a smaller --height") from None
     click.echo(f"{len(images)} image(s) -> {len(written)} files in {out}")
 
 

@@ -10,11 +10,17 @@ and a non-zero exit, never a traceback for a user's mistake or the machine's lim
 - Ctrl-C or SIGTERM: the one ``interrupted ...`` line and exit 128 + the signal
   (:func:`interrupted`).
 
+The commands that compute (train, eval, study, predict) run inside :func:`reported`, which
+applies the first three; the others are decorated with :func:`turbsim_cli.options.user_errors`.
+
 torch is not imported here.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ __all__ = [
     "user_error",
     "interrupted",
     "out_of_memory",
+    "reported",
 ]
 
 #: The bases of both libraries' user errors (one line each; ``key`` names the option at fault).
@@ -114,3 +121,35 @@ def interrupted(error: KeyboardInterrupt, default: str) -> click.exceptions.Exit
 
     click.echo(str(error) if isinstance(error, Interrupted) else default, err=True)
     return click.exceptions.Exit(128 + interruption_signal(error))
+
+
+@contextmanager
+def reported(
+    flags: dict[str, str] | None = None,
+    writing: str | os.PathLike | None = None,
+    memory_hint: str | None = None,
+    on_config_error: Callable[[ConfigError], click.ClickException] | None = None,
+) -> Iterator[None]:
+    """Inside the block, what goes wrong becomes fbseg's one line (the commands that compute:
+    train, eval, study, predict).
+
+    A library's user error: :func:`user_error` with ``flags`` (a :class:`ConfigError` through
+    ``on_config_error`` when given); an OS error: :func:`turbsim_cli.options.os_error` naming
+    ``writing`` when the error names no file; out of memory: :func:`out_of_memory` with
+    ``memory_hint``. Anything else propagates (a bug: its traceback is wanted), and so do
+    Ctrl-C and SIGTERM (the command says what its run keeps).
+    """
+    from turbsim_cli.options import os_error
+
+    try:
+        yield
+    except USER_ERRORS as error:
+        if on_config_error is not None and isinstance(error, ConfigError):
+            raise on_config_error(error) from None
+        raise user_error(error, flags) from None
+    except OSError as error:
+        raise os_error(error, writing) from None
+    except Exception as error:
+        if memory_hint is None:
+            raise
+        raise out_of_memory(error, memory_hint) or error from None
